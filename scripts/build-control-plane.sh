@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager and etcd from the official Go modules, once per
+# version, into a cache outside the repository. Prints the bin directory on stdout.
+#
+# k8s.io/kubernetes points its staging modules (k8s.io/api, client-go, ...) at ./staging paths that do
+# not exist in the module zip, so a build module of our own requires it and replaces every staging
+# module with the published v0.X.Y of the same release (the list is read from its go.mod).
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+CACHE_ROOT="${SCANGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scangate}"
+BIN_DIR="$CACHE_ROOT/control-plane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
+
+log() { echo "[build-control-plane] $*" >&2; }
+
+if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/etcd" ]]; then
+  echo "$BIN_DIR"
+  exit 0
+fi
+command -v go >/dev/null || { log "go is not installed"; exit 3; }
+
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export CGO_ENABLED=0
+work="$CACHE_ROOT/control-plane/build-$K8S_VERSION-$ETCD_VERSION"
+mkdir -p "$work/k8s" "$work/etcd" "$BIN_DIR"
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kube-controller-manager" ]]; then
+  log "building kube-apiserver and kube-controller-manager $K8S_VERSION (first run only; slow)"
+  staging_version="v0.${K8S_VERSION#v1.}"
+  (
+    cd "$work/k8s"
+    modfile=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+    [[ -f "$modfile" ]] || { log "could not download k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
+    {
+      echo "module scangate.local/control-plane"
+      echo
+      echo "go $(sed -n 's/^go //p' "$modfile")"
+      echo
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      echo
+      echo "replace ("
+      sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$modfile"
+      echo ")"
+    } > go.mod
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
+GO
+    go mod tidy >&2
+    minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+    ldflags="-s -w"
+    for kv in "gitVersion=$K8S_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" "buildDate=1970-01-01T00:00:00Z"; do
+      ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
+    done
+    go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
+    go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager >&2
+  )
+fi
+
+# --- etcd -------------------------------------------------------------------------------------------
+if [[ ! -x "$BIN_DIR/etcd" ]]; then
+  log "building etcd $ETCD_VERSION"
+  (
+    cd "$work/etcd"
+    printf 'module scangate.local/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > go.mod
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+    go mod tidy >&2
+    go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3 >&2
+  )
+fi
+
+echo "$BIN_DIR"

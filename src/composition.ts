@@ -1,0 +1,86 @@
+import type Koa from 'koa';
+import type { Logger } from 'pino';
+import { createVerdictCache, type VerdictCache } from './cache/verdict-cache.js';
+import type { Config } from './config.js';
+import { createEvaluator, type Evaluator } from './engine/evaluator.js';
+import { createScanCoordinator, type ScanCoordinator, type Scanner } from './engine/scan-coordinator.js';
+import { createApp, type AppState } from './http/app.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createAnchoreClient } from './scanner/anchore-client.js';
+
+export interface Scangate {
+  readonly config: Config;
+  readonly cache: VerdictCache;
+  readonly coordinator: ScanCoordinator;
+  readonly evaluator: Evaluator;
+  readonly metrics: Metrics;
+  readonly state: AppState;
+  readonly app: Koa;
+}
+
+export interface ComposeOptions {
+  readonly logger: Logger;
+  /** Monotonic clock in ms; tests inject a fake one. */
+  readonly now?: () => number;
+  /** Replaces the Anchore client (tests of the engine alone). */
+  readonly scanner?: Scanner;
+  readonly defaultMetrics?: boolean;
+}
+
+/**
+ * Wires scangate's parts together from a validated config. The CLI entry (main.ts) and the tests are
+ * the only callers; nothing here reads the environment, opens sockets or handles signals.
+ */
+export function composeScangate(config: Config, opts: ComposeOptions): Scangate {
+  const cache = createVerdictCache({ ...config.cache, ...(opts.now !== undefined ? { now: opts.now } : {}) });
+  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false, cacheSize: () => cache.size });
+  const clock = opts.now !== undefined ? { now: opts.now } : {};
+  const scanner =
+    opts.scanner ??
+    createAnchoreClient({
+      baseUrl: config.scanner.url,
+      user: config.scanner.user,
+      password: config.scanner.password,
+      ...(config.scanner.policyId !== undefined ? { policyId: config.scanner.policyId } : {}),
+      ...(config.scanner.account !== undefined ? { account: config.scanner.account } : {}),
+      ...(config.scanner.caPem !== undefined ? { caPem: config.scanner.caPem } : {}),
+      insecureSkipTlsVerify: config.scanner.insecureSkipTlsVerify,
+      requestTimeoutMs: config.scanner.requestTimeoutMs,
+      pollInitialMs: config.scanner.pollInitialMs,
+      pollMaxMs: config.scanner.pollMaxMs,
+      retryBudgetMs: config.scanner.retryBudgetMs,
+      metrics,
+      logger: opts.logger.child({ component: 'scanner' }),
+      ...clock,
+    });
+  const coordinator = createScanCoordinator({
+    cache,
+    scanner,
+    ...(config.scanner.policyId !== undefined ? { policyId: config.scanner.policyId } : {}),
+    maxScanDurationMs: config.scanner.maxScanDurationMs,
+    maxConcurrentScans: config.scanner.maxConcurrentScans,
+    metrics,
+    logger: opts.logger.child({ component: 'scan' }),
+    ...clock,
+  });
+  const evaluator = createEvaluator({
+    rules: config.rules,
+    decision: config.decision,
+    exemptNamespaces: config.exemptNamespaces,
+    coordinator,
+    metrics,
+    ...clock,
+  });
+  const state: AppState = { ready: false };
+  const app = createApp({
+    evaluator,
+    metrics,
+    logger: opts.logger,
+    deadline: config.deadline,
+    maxBodyBytes: config.server.maxBodyBytes,
+    state,
+    mode: config.decision.mode,
+    ...clock,
+  });
+  return { config, cache, coordinator, evaluator, metrics, state, app };
+}

@@ -1,0 +1,244 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+import { normaliseRegistry } from './policy/local-rules.js';
+
+/** scangate's whole configuration, validated once at start-up and frozen. */
+export interface Config {
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly tlsCertFile?: string;
+    readonly tlsKeyFile?: string;
+    readonly insecureHttp: boolean;
+    readonly maxBodyBytes: number;
+    readonly certReloadIntervalMs: number;
+    readonly shutdownDelayMs: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly scanner: {
+    readonly url: string;
+    readonly user: string;
+    readonly password: string;
+    readonly policyId?: string;
+    readonly account?: string;
+    readonly caPem?: string;
+    readonly insecureSkipTlsVerify: boolean;
+    readonly requestTimeoutMs: number;
+    readonly pollInitialMs: number;
+    readonly pollMaxMs: number;
+    readonly retryBudgetMs: number;
+    readonly maxScanDurationMs: number;
+    readonly maxConcurrentScans: number;
+  };
+  readonly rules: { readonly denyLatestTag: boolean; readonly registryAllowlist: readonly string[] };
+  readonly decision: { readonly mode: 'enforce' | 'warn'; readonly rejectIfTimeout: boolean };
+  readonly exemptNamespaces: readonly string[];
+  readonly cache: { readonly maxEntries: number; readonly passTtlMs: number; readonly failTtlMs: number };
+  readonly deadline: { readonly defaultTimeoutMs: number; readonly marginMs: number };
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Every setting with its default: the README's settings table is generated from the same facts. */
+export const DEFAULTS = {
+  HOST: '0.0.0.0',
+  PORT: '8443',
+  INSECURE_HTTP: 'false',
+  MAX_BODY_BYTES: String(4 * 1024 * 1024),
+  CERT_RELOAD_INTERVAL_MS: '10000',
+  SHUTDOWN_DELAY_MS: '0',
+  SHUTDOWN_TIMEOUT_MS: '25000',
+  ANCHORE_CLI_URL: 'http://localhost:8228/v1',
+  ANCHORE_CLI_USER: 'admin',
+  ANCHORE_CLI_PASS: '',
+  ANCHORE_INSECURE_SKIP_TLS_VERIFY: 'false',
+  SCANNER_REQUEST_TIMEOUT_MS: '5000',
+  SCANNER_POLL_INITIAL_MS: '250',
+  SCANNER_POLL_MAX_MS: '2000',
+  SCANNER_RETRY_BUDGET_MS: '20000',
+  SCAN_MAX_DURATION_MS: '600000',
+  MAX_CONCURRENT_SCANS: '100',
+  DENY_LATEST_TAG: 'true',
+  REGISTRY_ALLOWLIST: '',
+  MODE: 'enforce',
+  REJECT_IF_TIMEOUT: 'true',
+  EXEMPT_NAMESPACES: 'kube-system',
+  CACHE_MAX_ENTRIES: '10000',
+  CACHE_PASS_TTL_MS: '3600000',
+  CACHE_FAIL_TTL_MS: '300000',
+  DEFAULT_TIMEOUT_MS: '10000',
+  DEADLINE_MARGIN_MS: '1000',
+  LOG_LEVEL: 'info',
+} as const;
+
+/** Command-line flags that override the environment (`serve --port 9443`). */
+export interface ServeFlags {
+  readonly host?: string;
+  readonly port?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly insecureHttp?: boolean;
+  /** False for commands that serve nothing (`scangate check`). */
+  readonly serving?: boolean;
+}
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number): z.ZodPipe<z.ZodString, z.ZodTransform<number, string>> =>
+  z.string().transform((v, ctx) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a whole number from ${min} to ${max}, got "${v}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
+const list = z.string().transform((v) => v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+const optional = z.string().optional().transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const schema = z.object({
+  HOST: z.string().min(1),
+  PORT: int(0, 65535),
+  TLS_CERT_FILE: optional,
+  TLS_KEY_FILE: optional,
+  INSECURE_HTTP: bool,
+  MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024),
+  CERT_RELOAD_INTERVAL_MS: int(100, 3_600_000),
+  SHUTDOWN_DELAY_MS: int(0, 120_000),
+  SHUTDOWN_TIMEOUT_MS: int(0, 300_000),
+  ANCHORE_CLI_URL: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://anchore.example:8228/v1' }),
+  ANCHORE_CLI_USER: z.string().min(1, { error: 'must not be empty' }),
+  ANCHORE_CLI_PASS: z.string(),
+  ANCHORE_POLICY_ID: optional,
+  ANCHORE_ACCOUNT: optional,
+  ANCHORE_INSECURE_SKIP_TLS_VERIFY: bool,
+  SCANNER_REQUEST_TIMEOUT_MS: int(100, 120_000),
+  SCANNER_POLL_INITIAL_MS: int(10, 60_000),
+  SCANNER_POLL_MAX_MS: int(10, 120_000),
+  SCANNER_RETRY_BUDGET_MS: int(0, 3_600_000),
+  SCAN_MAX_DURATION_MS: int(1000, 24 * 3_600_000),
+  MAX_CONCURRENT_SCANS: int(1, 100_000),
+  DENY_LATEST_TAG: bool,
+  REGISTRY_ALLOWLIST: list,
+  MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
+  REJECT_IF_TIMEOUT: bool,
+  EXEMPT_NAMESPACES: list,
+  POD_NAMESPACE: optional,
+  CACHE_MAX_ENTRIES: int(1, 10_000_000),
+  CACHE_PASS_TTL_MS: int(0, 30 * 24 * 3_600_000),
+  CACHE_FAIL_TTL_MS: int(0, 30 * 24 * 3_600_000),
+  DEFAULT_TIMEOUT_MS: int(1000, 30_000),
+  DEADLINE_MARGIN_MS: int(0, 29_000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }),
+});
+
+/**
+ * Builds the configuration from the environment, flags and secret files. Throws one ConfigError that
+ * lists every problem. `readFile` is injected so tests need no files; secret values never appear in
+ * an error message.
+ */
+export function parseConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  flags: ServeFlags = {},
+  readFile: (path: string) => string = () => {
+    throw new Error('no file reader');
+  },
+): Config {
+  const problems: string[] = [];
+  const raw: Record<string, string | undefined> = {};
+  for (const [key, value] of Object.entries(DEFAULTS)) raw[key] = env[key] ?? value;
+  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE']) raw[key] = env[key];
+  if (flags.host !== undefined) raw['HOST'] = flags.host;
+  if (flags.port !== undefined) raw['PORT'] = flags.port;
+  if (flags.tlsCert !== undefined) raw['TLS_CERT_FILE'] = flags.tlsCert;
+  if (flags.tlsKey !== undefined) raw['TLS_KEY_FILE'] = flags.tlsKey;
+  if (flags.insecureHttp === true) raw['INSECURE_HTTP'] = 'true';
+
+  // Credentials may come from files (Kubernetes secrets mounted as volumes); a file wins over env.
+  const fromFile = (name: string, fileVar: string): void => {
+    const file = env[fileVar];
+    if (file === undefined || file === '') return;
+    try {
+      raw[name] = readFile(file).replace(/\r?\n$/, '');
+    } catch (error) {
+      problems.push(`${fileVar}: cannot read ${file} (${error instanceof Error && 'code' in error ? String(error.code) : 'error'})`);
+    }
+  };
+  fromFile('ANCHORE_CLI_USER', 'ANCHORE_CLI_USER_FILE');
+  fromFile('ANCHORE_CLI_PASS', 'ANCHORE_CLI_PASS_FILE');
+
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? '?');
+      // Never echo a secret back, even when it is malformed.
+      const message = key === 'ANCHORE_CLI_PASS' ? 'invalid value' : issue.message;
+      problems.push(`${key}: ${message}`);
+    }
+  }
+  let caPem: string | undefined;
+  const caFile = env['ANCHORE_CA_FILE'];
+  if (caFile !== undefined && caFile !== '') {
+    try {
+      caPem = readFile(caFile);
+      if (!caPem.includes('-----BEGIN CERTIFICATE-----')) problems.push(`ANCHORE_CA_FILE: ${caFile} holds no PEM certificate`);
+    } catch (error) {
+      problems.push(`ANCHORE_CA_FILE: cannot read ${caFile} (${error instanceof Error && 'code' in error ? String(error.code) : 'error'})`);
+    }
+  }
+  if (!parsed.success) throw new ConfigError(problems);
+  const v = parsed.data;
+  if (flags.serving !== false && !v.INSECURE_HTTP && (v.TLS_CERT_FILE === undefined || v.TLS_KEY_FILE === undefined)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE (or --tls-cert/--tls-key) are required; plain HTTP needs --insecure-http');
+  }
+  if (v.SCANNER_POLL_MAX_MS < v.SCANNER_POLL_INITIAL_MS) problems.push('SCANNER_POLL_MAX_MS: must be >= SCANNER_POLL_INITIAL_MS');
+  if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
+    problems.push('ANCHORE_INSECURE_SKIP_TLS_VERIFY and ANCHORE_CA_FILE contradict each other: pick one');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const exempt = new Set(v.EXEMPT_NAMESPACES);
+  // scangate's own namespace is never blocked by scangate (it could not heal itself).
+  if (v.POD_NAMESPACE !== undefined) exempt.add(v.POD_NAMESPACE);
+  const config: Config = {
+    server: {
+      host: v.HOST,
+      port: v.PORT,
+      ...(v.TLS_CERT_FILE !== undefined ? { tlsCertFile: v.TLS_CERT_FILE } : {}),
+      ...(v.TLS_KEY_FILE !== undefined ? { tlsKeyFile: v.TLS_KEY_FILE } : {}),
+      insecureHttp: v.INSECURE_HTTP,
+      maxBodyBytes: v.MAX_BODY_BYTES,
+      certReloadIntervalMs: v.CERT_RELOAD_INTERVAL_MS,
+      shutdownDelayMs: v.SHUTDOWN_DELAY_MS,
+      shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
+    },
+    scanner: {
+      url: v.ANCHORE_CLI_URL,
+      user: v.ANCHORE_CLI_USER,
+      password: v.ANCHORE_CLI_PASS,
+      ...(v.ANCHORE_POLICY_ID !== undefined ? { policyId: v.ANCHORE_POLICY_ID } : {}),
+      ...(v.ANCHORE_ACCOUNT !== undefined ? { account: v.ANCHORE_ACCOUNT } : {}),
+      ...(caPem !== undefined ? { caPem } : {}),
+      insecureSkipTlsVerify: v.ANCHORE_INSECURE_SKIP_TLS_VERIFY,
+      requestTimeoutMs: v.SCANNER_REQUEST_TIMEOUT_MS,
+      pollInitialMs: v.SCANNER_POLL_INITIAL_MS,
+      pollMaxMs: v.SCANNER_POLL_MAX_MS,
+      retryBudgetMs: v.SCANNER_RETRY_BUDGET_MS,
+      maxScanDurationMs: v.SCAN_MAX_DURATION_MS,
+      maxConcurrentScans: v.MAX_CONCURRENT_SCANS,
+    },
+    rules: { denyLatestTag: v.DENY_LATEST_TAG, registryAllowlist: v.REGISTRY_ALLOWLIST.map(normaliseRegistry) },
+    decision: { mode: v.MODE, rejectIfTimeout: v.REJECT_IF_TIMEOUT },
+    exemptNamespaces: [...exempt],
+    cache: { maxEntries: v.CACHE_MAX_ENTRIES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
+    deadline: { defaultTimeoutMs: v.DEFAULT_TIMEOUT_MS, marginMs: v.DEADLINE_MARGIN_MS },
+    logLevel: v.LOG_LEVEL,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,96 @@
+import type { Metrics } from '../observability/metrics.js';
+import { decide } from '../policy/decision.js';
+import { checkLocalRules } from '../policy/local-rules.js';
+import type { ContainerImage, Decision, DecisionOptions, ImageAssessment, LocalRules } from '../policy/types.js';
+import type { ScanCoordinator } from './scan-coordinator.js';
+
+export interface EvaluationRequest {
+  readonly images: readonly ContainerImage[];
+  /** Namespace of the pod; exempt namespaces are admitted untouched. */
+  readonly namespace?: string;
+  /** How long this request may wait for verdicts (see deadline.ts). */
+  readonly budgetMs: number;
+}
+
+/** Per-image summary for the decision log line. */
+export interface ImageReport {
+  readonly image: string;
+  readonly canonical?: string;
+  readonly cache?: 'hit' | 'miss' | 'shared';
+  readonly result: 'pass' | 'fail' | 'timeout' | 'scanner-error' | 'invalid-reference' | 'latest-tag' | 'registry-not-allowed';
+  readonly digest?: string;
+}
+
+export interface Evaluation {
+  readonly decision: Decision;
+  readonly exempt: boolean;
+  readonly images: readonly ImageReport[];
+}
+
+export interface EvaluatorOptions {
+  readonly rules: LocalRules;
+  readonly decision: DecisionOptions;
+  readonly exemptNamespaces: readonly string[];
+  readonly coordinator: ScanCoordinator;
+  readonly metrics: Metrics;
+  readonly now?: () => number;
+}
+
+export interface Evaluator {
+  evaluate(request: EvaluationRequest): Promise<Evaluation>;
+}
+
+/**
+ * One decision engine for every way in (ValidatingAdmissionWebhook, ImagePolicyWebhook, CLI): local
+ * rules first, then verdicts from the cache or the scanner within the request's budget, then the pure
+ * decision. Never rejects.
+ */
+export function createEvaluator(opts: EvaluatorOptions): Evaluator {
+  const now = opts.now ?? (() => performance.now());
+  const exempt = new Set(opts.exemptNamespaces);
+  return {
+    async evaluate(request) {
+      if (request.namespace !== undefined && exempt.has(request.namespace)) {
+        return { decision: { allowed: true, message: '', warnings: [], findings: [] }, exempt: true, images: [] };
+      }
+      const deadlineAt = now() + request.budgetMs;
+      // An image used by several containers is judged (and scanned) once.
+      const byImage = new Map<string, ContainerImage[]>();
+      for (const c of request.images) {
+        const list = byImage.get(c.image);
+        if (list === undefined) byImage.set(c.image, [c]);
+        else list.push(c);
+      }
+      const reports: ImageReport[] = [];
+      const assessments = await Promise.all(
+        [...byImage].map(async ([image, containers]): Promise<ImageAssessment> => {
+          const { reference, finding } = checkLocalRules(image, opts.rules);
+          if (finding !== undefined || reference === undefined) {
+            reports.push({
+              image,
+              ...(reference !== undefined ? { canonical: reference.canonical } : {}),
+              result: finding?.kind ?? 'invalid-reference',
+            });
+            return { image, containers, ...(reference !== undefined ? { reference } : {}), ...(finding !== undefined ? { local: finding } : {}) };
+          }
+          const { source, outcome } = await opts.coordinator.lookup(reference, deadlineAt - now());
+          reports.push({
+            image,
+            canonical: reference.canonical,
+            cache: source,
+            result: outcome.kind === 'verdict' ? outcome.verdict.status : outcome.kind === 'timeout' ? 'timeout' : 'scanner-error',
+            ...(outcome.kind === 'verdict' ? { digest: outcome.verdict.digest } : {}),
+          });
+          return { image, containers, reference, scan: outcome };
+        }),
+      );
+      const decision = decide(assessments, opts.decision);
+      const action = opts.decision.rejectIfTimeout && opts.decision.mode === 'enforce' ? 'denied' : 'admitted';
+      if (reports.some((r) => r.result === 'timeout')) opts.metrics.deadlineExpiries.inc({ reason: 'timeout', action });
+      if (reports.some((r) => r.result === 'scanner-error')) opts.metrics.deadlineExpiries.inc({ reason: 'scanner_error', action });
+      const order = new Map([...byImage.keys()].map((k, i) => [k, i]));
+      reports.sort((a, b) => (order.get(a.image) ?? 0) - (order.get(b.image) ?? 0));
+      return { decision, exempt: false, images: reports };
+    },
+  };
+}

@@ -1,0 +1,172 @@
+import pTimeout, { TimeoutError } from 'p-timeout';
+import type { Logger } from 'pino';
+import type { VerdictCache } from '../cache/verdict-cache.js';
+import { verdictKey } from '../cache/verdict-cache.js';
+import { ScanAbortedError, ScannerError, describeError } from '../errors.js';
+import type { CacheResult, Metrics } from '../observability/metrics.js';
+import type { ScanOutcome, ScanVerdict } from '../policy/types.js';
+import type { ImageReference } from '../reference/parse-reference.js';
+
+/** What the coordinator needs from a scanner client (see scanner/anchore-client.ts). */
+export interface Scanner {
+  /**
+   * Submits, waits for analysis and returns the policy verdict. Rejects with a ScannerError.
+   * `onCallResult` is told the outcome of every call (an error that will be retried, or undefined
+   * after a success), so a waiter whose deadline expires can say "scanner error" rather than
+   * "timeout" while the scanner is misbehaving.
+   */
+  scan(
+    reference: ImageReference,
+    opts: { signal: AbortSignal; onCallResult: (error: ScannerError | undefined) => void },
+  ): Promise<ScanVerdict>;
+}
+
+export interface ScanCoordinatorOptions {
+  readonly cache: VerdictCache;
+  readonly scanner: Scanner;
+  readonly policyId?: string;
+  /** Bound of one background scan, whoever waits for it. */
+  readonly maxScanDurationMs: number;
+  /** Bound of scans running at once; past it a lookup is a scanner error (never an unbounded queue). */
+  readonly maxConcurrentScans: number;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+export interface Lookup {
+  readonly source: CacheResult;
+  readonly outcome: ScanOutcome;
+}
+
+type Settled = { ok: true; verdict: ScanVerdict } | { ok: false; error: ScannerError };
+
+interface InFlight {
+  readonly result: Promise<Settled>;
+  lastTransientError: ScannerError | undefined;
+  readonly controller: AbortController;
+}
+
+export interface ScanCoordinator {
+  /** Cached verdict, or joins/starts the scan and waits at most `waitMs` for it. Never rejects. */
+  lookup(reference: ImageReference, waitMs: number): Promise<Lookup>;
+  /** Scans still running (for tests, metrics and shutdown). */
+  readonly inFlight: number;
+  /** Resolves when every background scan has settled. */
+  idle(): Promise<void>;
+  /** Aborts every background scan (shutdown). */
+  abortAll(): void;
+}
+
+function errorOutcome(error: ScannerError): ScanOutcome {
+  const { code, message } = describeError(error);
+  return { kind: 'error', code, message };
+}
+
+/**
+ * Verdict cache + scan merging: concurrent lookups of one image share one scan (one POST, one poll
+ * loop), whichever endpoint they came from. The scan outlives the request that started it, bounded
+ * by maxScanDurationMs, and its verdict lands in the cache for the API server's retry.
+ */
+export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordinator {
+  const now = opts.now ?? (() => performance.now());
+  const inFlight = new Map<string, InFlight>();
+
+  function start(key: string, reference: ImageReference): InFlight {
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort(new ScanAbortedError(`scan did not finish within ${opts.maxScanDurationMs} ms`));
+    }, opts.maxScanDurationMs);
+    timer.unref();
+    const startedAt = now();
+    opts.metrics.scansInProgress.inc();
+    const entry: InFlight = {
+      controller,
+      lastTransientError: undefined,
+      result: opts.scanner
+        .scan(reference, {
+          signal: controller.signal,
+          onCallResult: (error) => {
+            entry.lastTransientError = error;
+          },
+        })
+        .then(
+          (verdict): Settled => {
+            opts.cache.set(key, verdict);
+            return { ok: true, verdict };
+          },
+          (error: unknown): Settled => ({
+            ok: false,
+            error: error instanceof ScannerError ? error : new ScanAbortedError(describeError(error).message, { cause: error }),
+          }),
+        )
+        .then((settled) => {
+          clearTimeout(timer);
+          inFlight.delete(key);
+          opts.metrics.scansInProgress.dec();
+          const durationMs = now() - startedAt;
+          const result = settled.ok ? settled.verdict.status : 'error';
+          opts.metrics.scanDuration.observe({ result }, durationMs / 1000);
+          opts.logger.info(
+            {
+              image: reference.canonical,
+              verdict: result,
+              durationMs: Math.round(durationMs),
+              ...(settled.ok ? { digest: settled.verdict.digest } : { err: describeError(settled.error) }),
+            },
+            'scan finished',
+          );
+          return settled;
+        }),
+    };
+    inFlight.set(key, entry);
+    return entry;
+  }
+
+  async function wait(entry: InFlight, waitMs: number): Promise<ScanOutcome> {
+    try {
+      const settled = await pTimeout(entry.result, { milliseconds: Math.max(0, waitMs) });
+      return settled.ok ? { kind: 'verdict', verdict: settled.verdict } : errorOutcome(settled.error);
+    } catch (error) {
+      if (!(error instanceof TimeoutError)) throw error;
+      // The scanner has been failing while we waited: that is a scanner error, not a slow scan.
+      if (entry.lastTransientError !== undefined) return errorOutcome(entry.lastTransientError);
+      return { kind: 'timeout', waitedMs: Math.max(0, waitMs) };
+    }
+  }
+
+  return {
+    async lookup(reference, waitMs) {
+      const key = verdictKey(reference.canonical, opts.policyId);
+      const cached = opts.cache.get(key);
+      if (cached !== undefined) {
+        opts.metrics.cacheLookups.inc({ result: 'hit' });
+        return { source: 'hit', outcome: { kind: 'verdict', verdict: cached } };
+      }
+      let entry = inFlight.get(key);
+      let source: CacheResult = 'shared';
+      if (entry === undefined) {
+        if (inFlight.size >= opts.maxConcurrentScans) {
+          opts.metrics.cacheLookups.inc({ result: 'miss' });
+          return {
+            source: 'miss',
+            outcome: { kind: 'error', code: 'SCANGATE_ERR_SCANNER_BUSY', message: `too many scans in progress (${opts.maxConcurrentScans})` },
+          };
+        }
+        entry = start(key, reference);
+        source = 'miss';
+      }
+      opts.metrics.cacheLookups.inc({ result: source });
+      return { source, outcome: await wait(entry, waitMs) };
+    },
+    get inFlight() {
+      return inFlight.size;
+    },
+    async idle() {
+      await Promise.all([...inFlight.values()].map((e) => e.result));
+    },
+    abortAll() {
+      for (const entry of inFlight.values()) entry.controller.abort(new ScanAbortedError('scangate is shutting down'));
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import { readFileSync, statSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type Koa from 'koa';
+import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
+
+export interface ServerOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Absent only for plain HTTP (an explicit local-use switch). */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly reloadIntervalMs: number };
+  readonly logger: Logger;
+}
+
+export interface RunningServer {
+  readonly server: http.Server;
+  readonly port: number;
+  readonly url: string;
+  /** Stops accepting, answers in-flight requests, then closes every connection (bounded by timeoutMs). */
+  close(timeoutMs: number): Promise<void>;
+}
+
+function fingerprint(files: readonly string[]): string {
+  return files.map((f) => {
+    const s = statSync(f);
+    return `${s.mtimeMs}:${s.size}:${s.ino}`;
+  }).join('|');
+}
+
+/**
+ * Listens with TLS (certificates re-read when the files change, as a renewed Kubernetes secret
+ * does) or, when asked explicitly, plain HTTP.
+ */
+export async function startServer(app: Koa, opts: ServerOptions): Promise<RunningServer> {
+  let server: http.Server;
+  let reloadTimer: NodeJS.Timeout | undefined;
+  const handler = app.callback();
+  if (opts.tls !== undefined) {
+    const { certFile, keyFile, reloadIntervalMs } = opts.tls;
+    const tlsServer = https.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' }, handler);
+    let seen = fingerprint([certFile, keyFile]);
+    reloadTimer = setInterval(() => {
+      try {
+        const current = fingerprint([certFile, keyFile]);
+        if (current === seen) return;
+        tlsServer.setSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' });
+        seen = current;
+        opts.logger.info({ certFile }, 'TLS certificate reloaded');
+      } catch (error) {
+        // Half-written files during a secret update: keep serving the old pair, try again next tick.
+        opts.logger.warn({ err: describeError(error) }, 'TLS certificate reload failed; keeping the current one');
+      }
+    }, reloadIntervalMs);
+    reloadTimer.unref();
+    server = tlsServer;
+  } else {
+    server = http.createServer(handler);
+  }
+  // The API server keeps connections alive; keep ours a little longer than its idle timeout.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 60_000;
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const scheme = opts.tls !== undefined ? 'https' : 'http';
+  const host = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
+  return {
+    server,
+    port,
+    url: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    close: async (timeoutMs) => {
+      if (reloadTimer !== undefined) clearInterval(reloadTimer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

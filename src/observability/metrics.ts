@@ -1,0 +1,91 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Endpoint = 'validate' | 'image_policy' | 'cli';
+export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'bad_request';
+export type CacheResult = 'hit' | 'miss' | 'shared';
+export type ScannerOperation = 'add_image' | 'get_image' | 'check';
+export type ScannerCallOutcome =
+  | 'ok'
+  | 'not_analyzed'
+  | 'auth_error'
+  | 'rate_limited'
+  | 'server_error'
+  | 'client_error'
+  | 'timeout'
+  | 'network_error'
+  | 'protocol_error';
+export type DeadlineReason = 'timeout' | 'scanner_error';
+
+/** Every metric scangate exports, on a registry of its own (never prom-client's global one). */
+export interface Metrics {
+  readonly registry: Registry;
+  readonly decisions: Counter<'endpoint' | 'result'>;
+  readonly decisionDuration: Histogram<'endpoint'>;
+  readonly scannerCalls: Counter<'operation' | 'outcome'>;
+  readonly scanDuration: Histogram<'result'>;
+  readonly cacheLookups: Counter<'result'>;
+  readonly deadlineExpiries: Counter<'reason' | 'action'>;
+  readonly scansInProgress: Gauge;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'scangate_' });
+  const cacheSize = opts.cacheSize;
+  if (cacheSize !== undefined) {
+    new Gauge({
+      name: 'scangate_cache_entries',
+      help: 'Verdicts currently cached',
+      registers: [registry],
+      collect() {
+        this.set(cacheSize());
+      },
+    });
+  }
+  return {
+    registry,
+    decisions: new Counter({
+      name: 'scangate_decisions_total',
+      help: 'Admission decisions by endpoint and result',
+      labelNames: ['endpoint', 'result'],
+      registers: [registry],
+    }),
+    decisionDuration: new Histogram({
+      name: 'scangate_decision_duration_seconds',
+      help: 'Time from request to answer',
+      labelNames: ['endpoint'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 2.5, 5, 10, 20, 30],
+      registers: [registry],
+    }),
+    scannerCalls: new Counter({
+      name: 'scangate_scanner_calls_total',
+      help: 'Calls to the scanner API by operation and outcome',
+      labelNames: ['operation', 'outcome'],
+      registers: [registry],
+    }),
+    scanDuration: new Histogram({
+      name: 'scangate_scan_duration_seconds',
+      help: 'Duration of whole scans (submit, analysis, policy check) by result',
+      labelNames: ['result'],
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    cacheLookups: new Counter({
+      name: 'scangate_cache_lookups_total',
+      help: 'Verdict lookups: hit (cached), miss (new scan), shared (joined a scan in progress)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    deadlineExpiries: new Counter({
+      name: 'scangate_deadline_expiries_total',
+      help: 'Requests answered without a verdict, by reason (timeout | scanner_error) and action (denied | admitted)',
+      labelNames: ['reason', 'action'],
+      registers: [registry],
+    }),
+    scansInProgress: new Gauge({
+      name: 'scangate_scans_in_progress',
+      help: 'Background scans currently running',
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,169 @@
+import type {
+  ContainerImage,
+  Decision,
+  DecisionOptions,
+  Finding,
+  ImageAssessment,
+  ScanOutcome,
+  StopReason,
+} from './types.js';
+
+/** Message prefixes: part of scangate's interface (README, e2e tests, operators' alerts). */
+export const MESSAGES = {
+  invalidReference: 'Invalid image reference',
+  latestTag: 'Images using latest tag are not allowed',
+  registry: 'Images from a registry that is not allowed',
+  policyFail: 'Image failed policy check',
+  timeout: 'Image scan still in progress',
+  scannerError: 'Scanner error',
+} as const;
+
+const DEFAULT_MAX_MESSAGE_LENGTH = 1000;
+const MAX_WARNING_LENGTH = 250;
+
+function describeContainers(containers: readonly ContainerImage[]): string {
+  const parts = containers.map((c) => {
+    const label = c.kind === 'initContainer' ? 'init container' : c.kind === 'ephemeralContainer' ? 'ephemeral container' : 'container';
+    return `${label} "${c.container}"`;
+  });
+  return parts.join(', ');
+}
+
+function truncate(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length <= max ? flat : `${flat.slice(0, Math.max(0, max - 1))}…`;
+}
+
+function describeReasons(reasons: readonly StopReason[], maxReasons: number, maxOutput: number): string {
+  if (maxReasons === 0 || reasons.length === 0) {
+    return reasons.length === 0 ? '' : `${reasons.length} stop rule${reasons.length === 1 ? '' : 's'} triggered`;
+  }
+  const shown = reasons.slice(0, maxReasons).map((r) => `${r.gate}/${r.trigger}: ${truncate(r.output, maxOutput)}`);
+  const more = reasons.length - shown.length;
+  return shown.join('; ') + (more > 0 ? `; +${more} more` : '');
+}
+
+function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOptions): Finding | undefined {
+  const base = { image: a.image, containers: a.containers };
+  switch (scan.kind) {
+    case 'verdict':
+      if (scan.verdict.status === 'pass') return undefined;
+      return { ...base, kind: 'policy-fail', detail: '', denies: true };
+    case 'timeout':
+      return {
+        ...base,
+        kind: 'scan-timeout',
+        detail: `no verdict within ${(scan.waitedMs / 1000).toFixed(1)}s; the scan continues in the background and a retry will use its verdict`,
+        denies: opts.rejectIfTimeout,
+      };
+    case 'error':
+      return { ...base, kind: 'scanner-error', detail: scan.message, denies: opts.rejectIfTimeout };
+  }
+}
+
+/** Collects the findings of every image, in request order. Pure. */
+export function collectFindings(images: readonly ImageAssessment[], opts: DecisionOptions): Finding[] {
+  const findings: Finding[] = [];
+  for (const a of images) {
+    const base = { image: a.image, containers: a.containers, denies: true };
+    if (a.local !== undefined) {
+      switch (a.local.kind) {
+        case 'invalid-reference':
+          findings.push({ ...base, kind: 'invalid-reference', detail: a.local.error });
+          break;
+        case 'latest-tag':
+          findings.push({ ...base, kind: 'latest-tag', detail: '' });
+          break;
+        case 'registry-not-allowed':
+          findings.push({ ...base, kind: 'registry-not-allowed', detail: `registry ${a.local.registry}` });
+          break;
+      }
+      continue;
+    }
+    if (a.scan !== undefined) {
+      const f = outcomeFinding(a, a.scan, opts);
+      if (f !== undefined) findings.push(f);
+    }
+  }
+  return findings;
+}
+
+function reasonsOf(images: readonly ImageAssessment[], image: string): readonly StopReason[] {
+  const a = images.find((x) => x.image === image);
+  if (a?.scan?.kind === 'verdict' && a.scan.verdict.status === 'fail') {
+    const v = a.scan.verdict;
+    return v.cause === 'analysis_failed'
+      ? [{ gate: 'analysis', trigger: 'failed', output: 'the scanner could not analyse the image' }]
+      : v.reasons;
+  }
+  return [];
+}
+
+/** One sentence per finding kind; each policy failure is its own sentence with its reasons. */
+function renderSegments(
+  findings: readonly Finding[],
+  images: readonly ImageAssessment[],
+  maxReasons: number,
+  maxOutput: number,
+): string[] {
+  const segments: string[] = [];
+  const group = (kind: Finding['kind'], prefix: string): void => {
+    const items = findings.filter((f) => f.kind === kind);
+    if (items.length === 0) return;
+    const list = items.map((f) => `${f.image} (${describeContainers(f.containers)}${f.detail ? `: ${f.detail}` : ''})`);
+    segments.push(`${prefix}: ${list.join(', ')}`);
+  };
+  group('invalid-reference', MESSAGES.invalidReference);
+  group('latest-tag', MESSAGES.latestTag);
+  group('registry-not-allowed', MESSAGES.registry);
+  for (const f of findings.filter((x) => x.kind === 'policy-fail')) {
+    const reasons = describeReasons(reasonsOf(images, f.image), maxReasons, maxOutput);
+    segments.push(`${MESSAGES.policyFail}: ${f.image} (${describeContainers(f.containers)})${reasons ? `: ${reasons}` : ''}`);
+  }
+  group('scan-timeout', MESSAGES.timeout);
+  group('scanner-error', MESSAGES.scannerError);
+  return segments;
+}
+
+/**
+ * Renders the findings into one message that names every offending image. When the message would
+ * exceed the cap (Kubernetes events are meant to be short), the scanner's reasons are shortened first,
+ * then dropped, so that no image is ever left out before the hard cut.
+ */
+export function renderMessage(findings: readonly Finding[], images: readonly ImageAssessment[], maxLength: number): string {
+  const attempts: ReadonlyArray<readonly [number, number]> = [
+    [3, 200],
+    [2, 140],
+    [1, 120],
+    [0, 0],
+  ];
+  let message = '';
+  for (const [maxReasons, maxOutput] of attempts) {
+    message = renderSegments(findings, images, maxReasons, maxOutput).join('. ');
+    if (message.length <= maxLength) return message;
+  }
+  return truncate(message, maxLength);
+}
+
+/**
+ * The decision core: (images, local findings, scanner outcomes, policy) -> decision. Pure.
+ */
+export function decide(images: readonly ImageAssessment[], opts: DecisionOptions): Decision {
+  const maxLength = opts.maxMessageLength ?? DEFAULT_MAX_MESSAGE_LENGTH;
+  const findings = collectFindings(images, opts);
+  const denying = findings.filter((f) => f.denies);
+  const notDenying = findings.filter((f) => !f.denies);
+  const warnings: string[] = [];
+  if (opts.mode === 'warn') {
+    const message = renderMessage(findings, images, maxLength);
+    for (const segment of renderSegments(findings, images, 1, 120)) warnings.push(truncate(segment, MAX_WARNING_LENGTH));
+    return { allowed: true, message, warnings, findings };
+  }
+  for (const segment of renderSegments(notDenying, images, 1, 120)) {
+    warnings.push(truncate(`admitted without a verdict (REJECT_IF_TIMEOUT=false): ${segment}`, MAX_WARNING_LENGTH));
+  }
+  if (denying.length === 0) {
+    return { allowed: true, message: notDenying.length > 0 ? warnings.join(' ') : '', warnings, findings };
+  }
+  return { allowed: false, message: renderMessage(denying, images, maxLength), warnings, findings };
+}

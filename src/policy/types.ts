@@ -1,0 +1,89 @@
+import type { ImageReference } from '../reference/parse-reference.js';
+
+export type ContainerKind = 'container' | 'initContainer' | 'ephemeralContainer';
+
+/** One container's image as the request wrote it. */
+export interface ContainerImage {
+  readonly container: string;
+  readonly kind: ContainerKind;
+  readonly image: string;
+}
+
+/** A stop row of the scanner's policy evaluation: why an image failed. */
+export interface StopReason {
+  readonly gate: string;
+  readonly trigger: string;
+  readonly output: string;
+}
+
+/** The scanner's answer for one image. Cached. */
+export type ScanVerdict =
+  | { readonly status: 'pass'; readonly digest: string; readonly policyId?: string; readonly warnings: number }
+  | {
+      readonly status: 'fail';
+      readonly digest: string;
+      readonly policyId?: string;
+      readonly reasons: readonly StopReason[];
+      /** 'policy': stop rows; 'analysis_failed': the scanner could not analyse the image. */
+      readonly cause: 'policy' | 'analysis_failed';
+    };
+
+/** What asking for a verdict produced within the request's deadline. Never cached except `verdict`. */
+export type ScanOutcome =
+  | { readonly kind: 'verdict'; readonly verdict: ScanVerdict }
+  | { readonly kind: 'timeout'; readonly waitedMs: number }
+  | { readonly kind: 'error'; readonly code: string; readonly message: string };
+
+/** Local rules, applied before any scan. */
+export interface LocalRules {
+  readonly denyLatestTag: boolean;
+  /** Normalised registry hosts; empty = every registry is allowed. */
+  readonly registryAllowlist: readonly string[];
+}
+
+export interface DecisionOptions {
+  readonly mode: 'enforce' | 'warn';
+  /** Deny (true) or admit (false) when a verdict is missing because of a timeout or a scanner error. */
+  readonly rejectIfTimeout: boolean;
+  /** Upper bound of the whole message, so a Kubernetes event stays readable. */
+  readonly maxMessageLength?: number;
+}
+
+export type LocalFinding =
+  | { readonly kind: 'invalid-reference'; readonly error: string }
+  | { readonly kind: 'latest-tag' }
+  | { readonly kind: 'registry-not-allowed'; readonly registry: string };
+
+/** Everything known about one distinct image of the request. */
+export interface ImageAssessment {
+  readonly image: string;
+  /** Every container that uses this image (an image used twice is judged once). */
+  readonly containers: readonly ContainerImage[];
+  readonly reference?: ImageReference;
+  readonly local?: LocalFinding;
+  /** Absent when a local rule already decided, or the image was never sent to the scanner. */
+  readonly scan?: ScanOutcome;
+}
+
+export type FindingKind =
+  | LocalFinding['kind']
+  | 'policy-fail'
+  | 'scan-timeout'
+  | 'scanner-error';
+
+export interface Finding {
+  readonly kind: FindingKind;
+  readonly image: string;
+  readonly containers: readonly ContainerImage[];
+  readonly detail: string;
+  /** Whether this finding, on its own, denies the request in enforce mode. */
+  readonly denies: boolean;
+}
+
+export interface Decision {
+  readonly allowed: boolean;
+  /** Every offending image with its reason, one sentence per kind; empty when allowed cleanly. */
+  readonly message: string;
+  readonly warnings: readonly string[];
+  readonly findings: readonly Finding[];
+}

@@ -1,0 +1,281 @@
+import http from 'node:http';
+import https from 'node:https';
+import axios, { type AxiosInstance, isAxiosError, isCancel } from 'axios';
+import type { Logger } from 'pino';
+import {
+  ScanAbortedError,
+  ScannerAuthError,
+  ScannerError,
+  ScannerProtocolError,
+  ScannerRateLimitedError,
+  ScannerRequestError,
+  ScannerRequestTimeoutError,
+  ScannerUnavailableError,
+} from '../errors.js';
+import type { Scanner } from '../engine/scan-coordinator.js';
+import type { Metrics, ScannerCallOutcome, ScannerOperation } from '../observability/metrics.js';
+import type { ScanVerdict } from '../policy/types.js';
+import type { ImageReference } from '../reference/parse-reference.js';
+import { errorMessage, parseCheck, parseImageList, pickRecord } from './anchore-wire.js';
+
+export interface AnchoreClientOptions {
+  /** Base URL including any `/v1`-style prefix, exactly as anchore-cli takes ANCHORE_CLI_URL. */
+  readonly baseUrl: string;
+  readonly user: string;
+  readonly password: string;
+  readonly policyId?: string;
+  /** Optional `x-anchore-account` header (admin only). */
+  readonly account?: string;
+  /** PEM of a private CA that signs the scanner's certificate. */
+  readonly caPem?: string;
+  readonly insecureSkipTlsVerify: boolean;
+  readonly requestTimeoutMs: number;
+  readonly pollInitialMs: number;
+  readonly pollMaxMs: number;
+  /** How long one scan keeps retrying transient errors (5xx, 429, connection) before giving up. */
+  readonly retryBudgetMs: number;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+const MAX_RETRY_AFTER_MS = 30_000;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function parseRetryAfter(value: unknown): number | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  const seconds = Number(value);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.min(Math.max(0, ms), MAX_RETRY_AFTER_MS) : undefined;
+}
+
+function outcomeOf(error: unknown): ScannerCallOutcome {
+  if (error instanceof ScannerAuthError) return 'auth_error';
+  if (error instanceof ScannerRateLimitedError) return 'rate_limited';
+  if (error instanceof ScannerRequestTimeoutError) return 'timeout';
+  if (error instanceof ScannerUnavailableError) return error.status === undefined ? 'network_error' : 'server_error';
+  if (error instanceof ScannerProtocolError) return 'protocol_error';
+  return 'client_error';
+}
+
+/** The tag sent with a reference; a digest-only reference gets a synthetic one for its repository. */
+export function submissionTag(reference: ImageReference): string {
+  if (reference.tag !== undefined) return `${reference.name}:${reference.tag}`;
+  if (reference.digest !== undefined) {
+    // The v1 API requires a tag. `latest` would re-point the scanner's latest tag at this digest, so
+    // use a tag that names the digest instead.
+    return `${reference.name}:${reference.digest.replace(':', '-').slice(0, 19)}`;
+  }
+  return `${reference.name}:latest`;
+}
+
+/**
+ * Anchore v1 client (Anchore Engine, Enterprise, Sysdig Secure's Anchore API). Every call has its own
+ * timeout; transient failures are retried with backoff inside the scan's bound; axios errors are
+ * mapped to scangate's typed errors here and nowhere else.
+ */
+export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
+  const now = opts.now ?? (() => performance.now());
+  const baseURL = opts.baseUrl.replace(/\/+$/, '');
+  const agentOptions = { keepAlive: true, maxSockets: 64 };
+  const client: AxiosInstance = axios.create({
+    baseURL,
+    auth: { username: opts.user, password: opts.password },
+    timeout: opts.requestTimeoutMs,
+    maxRedirects: 0,
+    maxContentLength: MAX_RESPONSE_BYTES,
+    responseType: 'text',
+    // Keep the raw text: a malformed body must be a protocol error, not axios' silent fallback.
+    transformResponse: [(data: unknown) => data],
+    validateStatus: () => true,
+    headers: { Accept: 'application/json', ...(opts.account !== undefined ? { 'x-anchore-account': opts.account } : {}) },
+    httpAgent: new http.Agent(agentOptions),
+    httpsAgent: new https.Agent({
+      ...agentOptions,
+      rejectUnauthorized: !opts.insecureSkipTlsVerify,
+      ...(opts.caPem !== undefined ? { ca: opts.caPem } : {}),
+    }),
+  });
+  let authErrorLogged = false;
+
+  /** One HTTP call. Returns the status and parsed body for 2xx and for the statuses in `accept`. */
+  async function call(
+    operation: ScannerOperation,
+    request: { method: 'GET' | 'POST'; url: string; params?: Record<string, string>; data?: unknown },
+    signal: AbortSignal,
+    accept: readonly number[] = [],
+  ): Promise<{ status: number; body: unknown }> {
+    let outcome: ScannerCallOutcome | undefined = 'ok';
+    try {
+      let response;
+      try {
+        response = await client.request<string>({ ...request, signal });
+      } catch (error) {
+        if (isCancel(error) || signal.aborted) {
+          throw signal.reason instanceof ScannerError ? signal.reason : new ScanAbortedError('scan aborted', { cause: error });
+        }
+        if (isAxiosError(error)) {
+          if (error.code === 'ECONNABORTED' || error.code === 'ETIMEDOUT') {
+            throw new ScannerRequestTimeoutError(`scanner did not answer ${operation} within ${opts.requestTimeoutMs} ms`);
+          }
+          if (error.code === 'ERR_BAD_RESPONSE' || error.code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED') {
+            throw new ScannerProtocolError(`scanner answer to ${operation} is unusable (${error.code})`);
+          }
+          throw new ScannerUnavailableError(`scanner unreachable (${error.code ?? 'network error'})`);
+        }
+        throw new ScannerUnavailableError('scanner unreachable');
+      }
+      const { status } = response;
+      let body: unknown = response.data;
+      if (typeof body === 'string' && body.length > 0) {
+        try {
+          body = JSON.parse(body) as unknown;
+        } catch (error) {
+          if (status >= 200 && status < 300) {
+            throw new ScannerProtocolError(`scanner answered ${operation} with malformed JSON`, { cause: error });
+          }
+        }
+      }
+      if (status >= 200 && status < 300) return { status, body };
+      if (accept.includes(status)) {
+        outcome = status === 404 ? 'not_analyzed' : 'client_error';
+        return { status, body };
+      }
+      if (status === 401 || status === 403) {
+        if (!authErrorLogged) {
+          authErrorLogged = true;
+          opts.logger.error({ status, operation }, 'scanner rejected the credentials: check ANCHORE_CLI_USER / ANCHORE_CLI_PASS');
+        }
+        throw new ScannerAuthError(status);
+      }
+      const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
+      if (status === 429) throw new ScannerRateLimitedError(`scanner rate-limited ${operation} (HTTP 429)`, retryAfterMs);
+      if (status >= 500) {
+        throw new ScannerUnavailableError(`scanner failed ${operation} (HTTP ${status})`, {
+          status,
+          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+        });
+      }
+      const detail = errorMessage(body).slice(0, 160);
+      throw new ScannerRequestError(`scanner refused ${operation} (HTTP ${status}${detail ? `: ${detail}` : ''})`, status);
+    } catch (error) {
+      // A call cut short by the scan's own bound or by shutdown is not the scanner's outcome.
+      outcome = error instanceof ScanAbortedError ? undefined : outcomeOf(error);
+      throw error;
+    } finally {
+      if (outcome !== undefined) opts.metrics.scannerCalls.inc({ operation, outcome });
+    }
+  }
+
+  /** Retries transient failures with capped exponential backoff, within retryBudgetMs and the signal. */
+  async function withRetry<T>(
+    fn: () => Promise<T>,
+    signal: AbortSignal,
+    onCallResult: (error: ScannerError | undefined) => void,
+  ): Promise<T> {
+    let delayMs = opts.pollInitialMs;
+    let failingSince: number | undefined;
+    for (;;) {
+      try {
+        const result = await fn();
+        onCallResult(undefined);
+        return result;
+      } catch (error) {
+        if (!(error instanceof ScannerError) || !error.retryable || signal.aborted) throw error;
+        onCallResult(error);
+        failingSince ??= now();
+        if (now() - failingSince >= opts.retryBudgetMs) throw error;
+        const hinted = error instanceof ScannerRateLimitedError || error instanceof ScannerUnavailableError ? error.retryAfterMs : undefined;
+        await sleep(hinted ?? delayMs, signal);
+        delayMs = Math.min(delayMs * 2, opts.pollMaxMs);
+      }
+    }
+  }
+
+  return {
+    async scan(reference, { signal, onCallResult }): Promise<ScanVerdict> {
+      const tag = submissionTag(reference);
+      const submitted = await withRetry(
+        () =>
+          call(
+            'add_image',
+            {
+              method: 'POST',
+              url: '/images',
+              params: { autosubscribe: 'false' },
+              data: reference.digest !== undefined ? { tag, digest: reference.digest } : { tag },
+            },
+            signal,
+          ),
+        signal,
+        onCallResult,
+      );
+      let record = pickRecord(parseImageList(submitted.body), tag, reference.digest);
+      const digest = record.imageDigest;
+      let pollDelayMs = opts.pollInitialMs;
+      const poll = async (): Promise<void> => {
+        await sleep(pollDelayMs, signal);
+        pollDelayMs = Math.min(Math.round(pollDelayMs * 1.5), opts.pollMaxMs);
+        const got = await withRetry(
+          () => call('get_image', { method: 'GET', url: `/images/${encodeURIComponent(digest)}` }, signal),
+          signal,
+          onCallResult,
+        );
+        record = pickRecord(parseImageList(got.body), tag, digest);
+      };
+      for (;;) {
+        if (record.analysisStatus === 'analysis_failed') {
+          return { status: 'fail', digest, reasons: [], cause: 'analysis_failed' };
+        }
+        if (record.analysisStatus !== 'analyzed') {
+          await poll();
+          continue;
+        }
+        const params: Record<string, string> = { tag, detail: 'true', history: 'false' };
+        if (opts.policyId !== undefined) params['policyId'] = opts.policyId;
+        const checked = await withRetry(
+          () => call('check', { method: 'GET', url: `/images/${encodeURIComponent(digest)}/check`, params }, signal, [404]),
+          signal,
+          onCallResult,
+        );
+        if (checked.status === 404) {
+          const message = errorMessage(checked.body);
+          // Analysis finished between our poll and the check, or the record went back to analysing.
+          if (/not analyzed|analysis_status/i.test(message)) {
+            record = { ...record, analysisStatus: 'analyzing' };
+            continue;
+          }
+          throw new ScannerRequestError(`scanner cannot evaluate the image (HTTP 404${message ? `: ${message.slice(0, 160)}` : ''})`, 404);
+        }
+        const evaluation = parseCheck(checked.body, digest, tag);
+        const policyId = evaluation.policyId ?? opts.policyId;
+        if (evaluation.status === 'pass') {
+          return { status: 'pass', digest, warnings: evaluation.warnCount, ...(policyId !== undefined ? { policyId } : {}) };
+        }
+        const reasons =
+          evaluation.stopReasons.length > 0
+            ? evaluation.stopReasons
+            : [{ gate: 'policy', trigger: evaluation.finalActionReason ?? 'final_action', output: 'the policy evaluation ended in stop' }];
+        return { status: 'fail', digest, reasons, cause: 'policy', ...(policyId !== undefined ? { policyId } : {}) };
+      }
+    },
+  };
+}

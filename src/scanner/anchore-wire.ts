@@ -1,0 +1,136 @@
+/**
+ * The Anchore v1 wire format (shared/reference/ANCHORE-API.md). Only this module and
+ * anchore-client.ts know these shapes; everything past them speaks ScanVerdict.
+ */
+import { ScannerProtocolError } from '../errors.js';
+import type { StopReason } from '../policy/types.js';
+import { parseImageReference } from '../reference/parse-reference.js';
+
+export type AnalysisStatus = 'not_analyzed' | 'analyzing' | 'analyzed' | 'analysis_failed' | (string & {});
+
+export interface ImageRecord {
+  readonly imageDigest: string;
+  readonly analysisStatus: AnalysisStatus;
+  readonly fulltags: readonly string[];
+}
+
+export interface PolicyEvaluation {
+  readonly status: 'pass' | 'fail';
+  readonly policyId?: string;
+  readonly stopReasons: readonly StopReason[];
+  readonly warnCount: number;
+  readonly finalActionReason?: string;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Anchore writes `docker.io/nginx:1`, we write `docker.io/library/nginx:1`: compare normalised. */
+export function sameImageTag(a: string, b: string): boolean {
+  if (a === b) return true;
+  const pa = parseImageReference(a);
+  const pb = parseImageReference(b);
+  return pa.valid && pb.valid && pa.reference.canonical === pb.reference.canonical;
+}
+
+/** Parses an `AnchoreImageList` (POST /images, GET /images/{digest}). */
+export function parseImageList(body: unknown): ImageRecord[] {
+  if (!Array.isArray(body)) throw new ScannerProtocolError('scanner answered an image list that is not an array');
+  return body.map((raw, i) => {
+    if (!isRecord(raw) || typeof raw['imageDigest'] !== 'string' || typeof raw['analysis_status'] !== 'string') {
+      throw new ScannerProtocolError(`scanner image record ${i} lacks imageDigest/analysis_status`);
+    }
+    const details = Array.isArray(raw['image_detail']) ? raw['image_detail'] : [];
+    const fulltags = details.flatMap((d) => (isRecord(d) && typeof d['fulltag'] === 'string' ? [d['fulltag']] : []));
+    return { imageDigest: raw['imageDigest'], analysisStatus: raw['analysis_status'], fulltags };
+  });
+}
+
+/**
+ * Picks the record of the image we asked for. Never "the first one": a record matches by the
+ * digest we pinned, or by one of its tags.
+ */
+export function pickRecord(records: readonly ImageRecord[], tag: string, digest: string | undefined): ImageRecord {
+  const match = records.find((r) =>
+    digest !== undefined ? r.imageDigest === digest : r.fulltags.some((t) => sameImageTag(t, tag)),
+  );
+  if (match === undefined) throw new ScannerProtocolError(`scanner returned no image record for ${digest ?? tag}`);
+  return match;
+}
+
+/** Error bodies are `{"message", "httpcode", "detail"}`. */
+export function errorMessage(body: unknown): string {
+  if (isRecord(body) && typeof body['message'] === 'string') return body['message'];
+  return typeof body === 'string' ? body : '';
+}
+
+function stopReasonsOf(detail: unknown): { stop: StopReason[]; warn: number; finalActionReason?: string } {
+  const out: { stop: StopReason[]; warn: number; finalActionReason?: string } = { stop: [], warn: 0 };
+  if (!isRecord(detail) || !isRecord(detail['result'])) return out;
+  const result = detail['result'];
+  if (typeof result['final_action_reason'] === 'string') out.finalActionReason = result['final_action_reason'];
+  // detail.result maps the image id to {result: {header, rows}}, next to bookkeeping keys.
+  for (const value of Object.values(result)) {
+    if (!isRecord(value) || !isRecord(value['result'])) continue;
+    const table = value['result'];
+    const header = table['header'];
+    const rows = table['rows'];
+    if (!Array.isArray(header) || !Array.isArray(rows)) continue;
+    const col = (name: string): number => header.indexOf(name);
+    const [gate, trigger, output, action, whitelisted] = [
+      col('Gate'),
+      col('Trigger'),
+      col('Check_Output'),
+      col('Gate_Action'),
+      col('Whitelisted'),
+    ];
+    if (action < 0) throw new ScannerProtocolError('scanner check detail has no Gate_Action column');
+    for (const row of rows) {
+      if (!Array.isArray(row)) continue;
+      const w: unknown = whitelisted >= 0 ? row[whitelisted] : false;
+      if (w !== false && w !== undefined && w !== null && w !== 'false') continue;
+      const act = String(row[action] ?? '').toLowerCase();
+      if (act === 'stop') {
+        out.stop.push({
+          gate: String(row[gate] ?? 'unknown'),
+          trigger: String(row[trigger] ?? 'unknown'),
+          output: String(row[output] ?? ''),
+        });
+      } else if (act === 'warn') {
+        out.warn += 1;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Parses the nested check response `[{digest: {fulltag: [evaluation, ...]}}]` for our digest and tag.
+ * The digest is authoritative; the tag key is matched normalised, or is the digest's only key.
+ */
+export function parseCheck(body: unknown, digest: string, tag: string): PolicyEvaluation {
+  if (!Array.isArray(body)) throw new ScannerProtocolError('scanner check response is not an array');
+  const byDigest = body.find((e): e is Record<string, unknown> => isRecord(e) && isRecord(e[digest]));
+  const byTag = byDigest?.[digest];
+  if (!isRecord(byTag)) throw new ScannerProtocolError(`scanner check response has no entry for ${digest}`);
+  const keys = Object.keys(byTag);
+  const key = keys.find((k) => sameImageTag(k, tag)) ?? (keys.length === 1 ? keys[0] : undefined);
+  const evaluations = key === undefined ? undefined : byTag[key];
+  if (!Array.isArray(evaluations) || evaluations.length === 0 || !isRecord(evaluations[0])) {
+    throw new ScannerProtocolError(`scanner check response has no evaluation for ${tag}`);
+  }
+  const evaluation = evaluations[0];
+  const status = evaluation['status'];
+  if (status !== 'pass' && status !== 'fail') {
+    throw new ScannerProtocolError(`scanner check status is ${JSON.stringify(status)}, expected pass or fail`);
+  }
+  const reasons = stopReasonsOf(evaluation['detail']);
+  return {
+    status,
+    ...(typeof evaluation['policyId'] === 'string' ? { policyId: evaluation['policyId'] } : {}),
+    stopReasons: reasons.stop,
+    warnCount: reasons.warn,
+    ...(reasons.finalActionReason !== undefined ? { finalActionReason: reasons.finalActionReason } : {}),
+  };
+}

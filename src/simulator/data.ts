@@ -65,10 +65,24 @@ const tagSchema = z.strictObject({
   vulnerabilities: z.array(vulnerabilitySchema).optional(),
 });
 
+const tagKeySchema = z.string().regex(/^[\w][\w.-]{0,127}$/, 'not a valid tag');
+
+const repositoryKeySchema = z.string().superRefine((key, ctx) => {
+  const parsed = parseSimImageRef(key);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: 'custom', message: `not a repository name: ${parsed.error}` });
+  } else if (parsed.ref.tag !== undefined || parsed.ref.digest !== undefined || parsed.ref.repository !== key) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `repository keys must be fully qualified and carry no tag or digest: write ${JSON.stringify(parsed.ref.repository)}`,
+    });
+  }
+});
+
 const repositorySchema = z.strictObject({
   description: z.string().optional(),
   vulnerabilities: z.array(vulnerabilitySchema).default([]),
-  tags: z.record(z.string(), tagSchema).default({}),
+  tags: z.record(tagKeySchema, tagSchema).default({}),
 });
 
 const policySchema = z.strictObject({
@@ -87,25 +101,13 @@ const dataSchema = z
       .array(policySchema)
       .default([{ id: DEFAULT_POLICY_ID, name: 'Default bundle', stopSeverities: ['Critical', 'High'], warnSeverities: ['Medium'] }]),
     defaults: z.strictObject({ vulnerabilities: z.array(vulnerabilitySchema).default([]) }).default({ vulnerabilities: [] }),
-    repositories: z.record(z.string(), repositorySchema).default({}),
+    repositories: z.record(repositoryKeySchema, repositorySchema).default({}),
   })
+  // Cross-field checks; zod runs them once everything above is valid.
   .superRefine((data, ctx) => {
     for (const [key, repo] of Object.entries(data.repositories)) {
-      const parsed = parseSimImageRef(key);
-      if (!parsed.ok) {
-        ctx.addIssue({ code: 'custom', path: ['repositories', key], message: `not a repository name: ${parsed.error}` });
-      } else if (parsed.ref.tag !== undefined || parsed.ref.digest !== undefined || parsed.ref.repository !== key) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['repositories', key],
-          message: `repository keys must be fully qualified and carry no tag or digest: write ${JSON.stringify(parsed.ref.repository)}`,
-        });
-      }
       const seen = new Map<string, string>();
       for (const [tag, entry] of Object.entries(repo.tags)) {
-        if (!/^[\w][\w.-]{0,127}$/.test(tag)) {
-          ctx.addIssue({ code: 'custom', path: ['repositories', key, 'tags', tag], message: 'not a valid tag' });
-        }
         if (entry.digest === undefined) continue;
         const vulns = JSON.stringify(entry.vulnerabilities ?? repo.vulnerabilities);
         const other = seen.get(entry.digest);
@@ -149,23 +151,37 @@ export interface ResolvedSimulatorData {
 
 function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
+  let last = '';
   for (const key of path) {
     if (typeof key === 'number') out += `[${String(key)}]`;
-    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === '' ? key : `.${key}`;
-    else out += `[${JSON.stringify(String(key))}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key) && !/^(repositories|tags)$/.test(last)) {
+      out += out === '' ? key : `.${key}`;
+    } else out += `[${JSON.stringify(String(key))}]`;
+    last = String(key);
   }
   return out === '' ? '(root)' : out;
+}
+
+interface IssueLike {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly issues?: readonly IssueLike[];
+}
+
+/** Flattens zod issues; a bad record key carries its own issues inside an `invalid_key` issue. */
+function problemsOf(issues: readonly IssueLike[], prefix: readonly PropertyKey[] = []): string[] {
+  return issues.flatMap((issue) => {
+    const path = [...prefix, ...issue.path];
+    if (issue.issues !== undefined && issue.issues.length > 0) return problemsOf(issue.issues, path);
+    return [`${formatPath(path)}: ${issue.message}`];
+  });
 }
 
 /** Validates data (from a file or built in code); throws SimulatorConfigError listing every problem. */
 export function resolveSimulatorData(raw: unknown, source = 'scanner simulator data'): ResolvedSimulatorData {
   const result = dataSchema.safeParse(raw);
   if (!result.success) {
-    throw new SimulatorConfigError(
-      source,
-      result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`),
-      { cause: result.error },
-    );
+    throw new SimulatorConfigError(source, problemsOf(result.error.issues as readonly IssueLike[]), { cause: result.error });
   }
   const data = result.data;
   const explicit = data.policies.find((p) => p.active === true);

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MESSAGES, decide } from '../../src/policy/decision.js';
+import { checkLocalRules, normaliseRegistry } from '../../src/policy/local-rules.js';
+import type { ContainerImage, DecisionOptions, ImageAssessment, LocalRules, ScanOutcome } from '../../src/policy/types.js';
+
+const rules: LocalRules = { denyLatestTag: true, registryAllowlist: [] };
+const enforce: DecisionOptions = { mode: 'enforce', rejectIfTimeout: true };
+const digest = `sha256:${'b'.repeat(64)}`;
+
+function c(image: string, container = 'app', kind: ContainerImage['kind'] = 'container'): ContainerImage {
+  return { container, kind, image };
+}
+
+/** Builds assessments the way the evaluator does: local rules, then the given scan outcomes. */
+function assess(containers: ContainerImage[], outcomes: Record<string, ScanOutcome> = {}, r: LocalRules = rules): ImageAssessment[] {
+  return containers.map((ci) => {
+    const { reference, finding } = checkLocalRules(ci.image, r);
+    const scan = outcomes[ci.image];
+    return {
+      image: ci.image,
+      containers: [ci],
+      ...(reference !== undefined ? { reference } : {}),
+      ...(finding !== undefined ? { local: finding } : {}),
+      ...(finding === undefined && scan !== undefined ? { scan } : {}),
+    };
+  });
+}
+
+const pass: ScanOutcome = { kind: 'verdict', verdict: { status: 'pass', digest, warnings: 0 } };
+const fail = (output: string, n = 1): ScanOutcome => ({
+  kind: 'verdict',
+  verdict: {
+    status: 'fail',
+    digest,
+    cause: 'policy',
+    reasons: Array.from({ length: n }, (_, i) => ({ gate: 'vulnerabilities', trigger: 'package', output: `${output} #${i}` })),
+  },
+});
+
+test('latest rule: explicit :latest and an implied tag both count; tagged and digest-pinned do not', () => {
+  assert.equal(checkLocalRules('nginx', rules).finding?.kind, 'latest-tag');
+  assert.equal(checkLocalRules('nginx:latest', rules).finding?.kind, 'latest-tag');
+  assert.equal(checkLocalRules('quay.io/a/b:latest', rules).finding?.kind, 'latest-tag');
+  assert.equal(checkLocalRules('nginx:1.25.3', rules).finding, undefined);
+  assert.equal(checkLocalRules(`nginx@${digest}`, rules).finding, undefined);
+  // Pinned by digest: the digest decides what runs, whatever the tag says (README "digest rule").
+  assert.equal(checkLocalRules(`nginx:latest@${digest}`, rules).finding, undefined);
+  assert.equal(checkLocalRules('nginx', { ...rules, denyLatestTag: false }).finding, undefined);
+});
+
+test('registry allow-list matches the normalised registry host', () => {
+  const allow: LocalRules = { denyLatestTag: true, registryAllowlist: ['docker.io', 'quay.io', 'localhost:5000'].map(normaliseRegistry) };
+  assert.equal(checkLocalRules('nginx:1', allow).finding, undefined);
+  assert.equal(checkLocalRules('index.docker.io/library/nginx:1', allow).finding, undefined);
+  assert.equal(checkLocalRules('quay.io/x/y:1', allow).finding, undefined);
+  assert.equal(checkLocalRules('localhost:5000/a:1', allow).finding, undefined);
+  assert.deepEqual(checkLocalRules('evil.io/x/y:1', allow).finding, { kind: 'registry-not-allowed', registry: 'evil.io' });
+  assert.equal(checkLocalRules('localhost:5001/a:1', allow).finding?.kind, 'registry-not-allowed');
+  assert.equal(normaliseRegistry(' https://Index.Docker.io/ '), 'docker.io');
+});
+
+test('invalid references are denials with the reason, not errors', () => {
+  const d = decide(assess([c('Nginx:1')]), enforce);
+  assert.equal(d.allowed, false);
+  assert.match(d.message, new RegExp(`^${MESSAGES.invalidReference}: Nginx:1 \\(container "app": repository name \\(library/Nginx\\) must be lowercase\\)$`));
+});
+
+test('every offending image is listed, never "last container wins"', () => {
+  const containers = [
+    c('nginx', 'web'),
+    c('kaizheh/apache-struts2-cve-2017-5638:1', 'struts'),
+    c('busybox', 'init', 'initContainer'),
+    c('nginx:1.25.3', 'ok'),
+    c('python:3.6', 'py'),
+  ];
+  const d = decide(
+    assess(containers, {
+      'kaizheh/apache-struts2-cve-2017-5638:1': fail('CRITICAL CVE-2017-5638'),
+      'nginx:1.25.3': pass,
+      'python:3.6': fail('HIGH CVE-2021-3177'),
+    }),
+    enforce,
+  );
+  assert.equal(d.allowed, false);
+  assert.equal(
+    d.message,
+    `${MESSAGES.latestTag}: nginx (container "web"), busybox (init container "init"). ` +
+      `${MESSAGES.policyFail}: kaizheh/apache-struts2-cve-2017-5638:1 (container "struts"): vulnerabilities/package: CRITICAL CVE-2017-5638 #0. ` +
+      `${MESSAGES.policyFail}: python:3.6 (container "py"): vulnerabilities/package: HIGH CVE-2021-3177 #0`,
+  );
+  assert.deepEqual(d.findings.map((f) => f.kind), ['latest-tag', 'policy-fail', 'latest-tag', 'policy-fail']);
+});
+
+test('all passing: allowed with an empty message', () => {
+  const d = decide(assess([c('nginx:1'), c('redis:7', 'cache')], { 'nginx:1': pass, 'redis:7': pass }), enforce);
+  assert.deepEqual(d, { allowed: true, message: '', warnings: [], findings: [] });
+});
+
+test('long reasons are shortened so that every image still fits the cap', () => {
+  const long = 'x'.repeat(500);
+  const containers = Array.from({ length: 8 }, (_, i) => c(`team/app${i}:1`, `c${i}`));
+  const outcomes = Object.fromEntries(containers.map((ci) => [ci.image, fail(long, 5)]));
+  const d = decide(assess(containers, outcomes), { ...enforce, maxMessageLength: 1000 });
+  assert.equal(d.allowed, false);
+  assert.ok(d.message.length <= 1000, `message is ${d.message.length} long`);
+  for (const ci of containers) assert.ok(d.message.includes(`${MESSAGES.policyFail}: ${ci.image}`), `${ci.image} missing`);
+  const roomy = decide(assess(containers.slice(0, 1), outcomes), enforce);
+  assert.match(roomy.message, /; \+2 more$/);
+  assert.match(roomy.message, /…/);
+});
+
+test('timeout: REJECT_IF_TIMEOUT=true denies saying the scan continues; false admits with a warning', () => {
+  const outcomes: Record<string, ScanOutcome> = { 'nginx:1': { kind: 'timeout', waitedMs: 9000 } };
+  const denied = decide(assess([c('nginx:1')], outcomes), enforce);
+  assert.equal(denied.allowed, false);
+  assert.equal(
+    denied.message,
+    `${MESSAGES.timeout}: nginx:1 (container "app": no verdict within 9.0s; the scan continues in the background and a retry will use its verdict)`,
+  );
+  const admitted = decide(assess([c('nginx:1')], outcomes), { ...enforce, rejectIfTimeout: false });
+  assert.equal(admitted.allowed, true);
+  assert.equal(admitted.warnings.length, 1);
+  assert.match(admitted.warnings[0] ?? '', /^admitted without a verdict \(REJECT_IF_TIMEOUT=false\): Image scan still in progress: nginx:1/);
+});
+
+test('scanner errors follow REJECT_IF_TIMEOUT but say "Scanner error"', () => {
+  const outcomes: Record<string, ScanOutcome> = { 'nginx:1': { kind: 'error', code: 'SCANGATE_ERR_SCANNER_UNAVAILABLE', message: 'scanner unreachable (ECONNREFUSED)' } };
+  const denied = decide(assess([c('nginx:1')], outcomes), enforce);
+  assert.equal(denied.message, `${MESSAGES.scannerError}: nginx:1 (container "app": scanner unreachable (ECONNREFUSED))`);
+  assert.equal(decide(assess([c('nginx:1')], outcomes), { ...enforce, rejectIfTimeout: false }).allowed, true);
+});
+
+test('a local-rule denial still denies when other images only timed out and REJECT_IF_TIMEOUT=false', () => {
+  const d = decide(assess([c('nginx'), c('redis:7', 'r')], { 'redis:7': { kind: 'timeout', waitedMs: 1000 } }), { ...enforce, rejectIfTimeout: false });
+  assert.equal(d.allowed, false);
+  assert.equal(d.message, `${MESSAGES.latestTag}: nginx (container "app")`);
+  assert.equal(d.warnings.length, 1);
+});
+
+test('warn mode admits and returns the reasons as warnings', () => {
+  const d = decide(assess([c('nginx'), c('a/b:1', 'b')], { 'a/b:1': fail('HIGH CVE-1') }), { mode: 'warn', rejectIfTimeout: true });
+  assert.equal(d.allowed, true);
+  assert.deepEqual(d.warnings, [
+    `${MESSAGES.latestTag}: nginx (container "app")`,
+    `${MESSAGES.policyFail}: a/b:1 (container "b"): vulnerabilities/package: HIGH CVE-1 #0`,
+  ]);
+});
+
+test('analysis_failed is a failed scan, not a pass', () => {
+  const outcome: ScanOutcome = { kind: 'verdict', verdict: { status: 'fail', digest, reasons: [], cause: 'analysis_failed' } };
+  const d = decide(assess([c('a/b:1')], { 'a/b:1': outcome }), enforce);
+  assert.equal(d.allowed, false);
+  assert.equal(d.message, `${MESSAGES.policyFail}: a/b:1 (container "app"): analysis/failed: the scanner could not analyse the image`);
+});

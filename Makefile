@@ -1,0 +1,86 @@
+# scangate — `make help` lists every target.
+SHELL := /usr/bin/env bash
+NODE  ?= node
+TEST_FLAGS ?= --test-concurrency=1
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List every target with one line each
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+## ---- build and tests --------------------------------------------------------------------------
+node_modules: package-lock.json
+	npm ci
+	@touch node_modules
+
+.PHONY: build
+build: node_modules ## Compile TypeScript (src/ and test/) into dist/
+	rm -rf dist && npx tsc -p tsconfig.json
+
+.PHONY: unit
+unit: build ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
+	$(NODE) --test $(TEST_FLAGS) dist/test/unit/*.test.js
+
+.PHONY: integration
+integration: build ## Integration tests over real sockets (HTTPS webhook + scanner simulator)
+	$(NODE) --test $(TEST_FLAGS) dist/test/integration/*.test.js
+
+.PHONY: fault
+fault: build ## Fault-injection, hostile-input, soak, SIGTERM and secrets suite
+	$(NODE) --test $(TEST_FLAGS) dist/test/fault/*.test.js
+
+.PHONY: e2e
+e2e: build ## End-to-end suite against a local kube-apiserver (builds the control plane once)
+	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/e2e/*.test.js
+
+.PHONY: check
+check: build ## The README's test command: unit + integration + fault + e2e, in one run
+	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/fault/*.test.js dist/test/e2e/*.test.js
+
+.PHONY: clean
+clean: ## Remove build output (dist/) and local run state (.run/)
+	rm -rf dist .run
+
+## ---- cluster ----------------------------------------------------------------------------------
+# A local control plane (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, built once from
+# the official modules into ~/.cache/scangate) and scangate's deployment. See docs/cluster.md.
+# deploy/undeploy/test act on the current kubectl context: export KUBECONFIG=.run/cluster/kubeconfig
+# to use the local control plane.
+IMAGE ?= scangate:0.1.0
+
+.PHONY: cluster-up
+cluster-up: ## Build (first run only) and start the local control plane; prints its kubeconfig
+	scripts/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane (and the demo's scangate + simulator), delete its state
+	scripts/cluster-down.sh
+
+.PHONY: certs
+certs: ## Generate the webhook CA and serving certificate (service DNS names + 127.0.0.1) in .run/certs
+	scripts/gen-certs.sh
+
+.PHONY: deploy
+deploy: ## Deploy scangate to the current context (WEBHOOK_URL=https://127.0.0.1:PORT: out-of-cluster)
+	IMAGE=$(IMAGE) scripts/deploy.sh
+
+.PHONY: undeploy
+undeploy: ## Remove scangate's webhook configuration and objects from the current context
+	scripts/undeploy.sh
+
+.PHONY: image-policy
+image-policy: ## Generate the ImagePolicyWebhook AdmissionConfiguration + kubeconfig (needs WEBHOOK_URL)
+	scripts/gen-image-policy-config.sh
+
+.PHONY: test
+test: ## Sample deployments nginx + apache-struts2 in the current context; fails unless struts2 is denied
+	scripts/test-samples.sh
+
+.PHONY: demo
+demo: build ## One command: control plane + scanner simulator + scangate + samples + kubectl get events
+	scripts/demo.sh
+
+.PHONY: image
+image: ## Build the container image (IMAGE=scangate:0.1.0; needs a Docker daemon)
+	docker build -t $(IMAGE) .

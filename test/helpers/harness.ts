@@ -81,7 +81,11 @@ export async function startWebhook(env: Record<string, string>): Promise<Webhook
   const running: RunningServer = await startServer(scangate.app, {
     host: '127.0.0.1',
     port: 0,
-    tls: { certFile: tls.certFile, keyFile: tls.keyFile, reloadIntervalMs: config.server.certReloadIntervalMs },
+    tls: {
+      certFile: config.server.tlsCertFile ?? tls.certFile,
+      keyFile: config.server.tlsKeyFile ?? tls.keyFile,
+      reloadIntervalMs: config.server.certReloadIntervalMs,
+    },
     logger,
   });
   scangate.state.ready = true;

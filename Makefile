@@ -34,8 +34,12 @@ fault: build ## Fault-injection, hostile-input, soak, SIGTERM and secrets suite
 e2e: build ## End-to-end suite against a local kube-apiserver (builds the control plane once)
 	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/e2e/*.test.js
 
+.PHONY: lint
+lint: node_modules ## typescript-eslint strictTypeChecked over src/ and test/
+	npx eslint src test
+
 .PHONY: check
-check: build ## The README's test command: unit + integration + fault + e2e, in one run
+check: build lint ## The README's test command: unit + integration + fault + e2e, in one run
 	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/fault/*.test.js dist/test/e2e/*.test.js
 
 .PHONY: clean

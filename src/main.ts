@@ -103,8 +103,12 @@ async function serve(argv: string[]): Promise<number> {
         });
       }, config.server.shutdownDelayMs).unref();
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => {
+      stop('SIGTERM');
+    });
+    process.once('SIGINT', () => {
+      stop('SIGINT');
+    });
   });
 }
 

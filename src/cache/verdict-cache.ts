@@ -42,6 +42,8 @@ export function createVerdictCache(opts: VerdictCacheOptions): VerdictCache {
     get size() {
       return cache.size;
     },
-    clear: () => cache.clear(),
+    clear: () => {
+      cache.clear();
+    },
   };
 }

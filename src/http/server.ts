@@ -36,7 +36,11 @@ function fingerprint(files: readonly string[]): string {
 export async function startServer(app: Koa, opts: ServerOptions): Promise<RunningServer> {
   let server: http.Server;
   let reloadTimer: NodeJS.Timeout | undefined;
-  const handler = app.callback();
+  const callback = app.callback();
+  // koa answers errors itself; the promise it returns only settles after the response.
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    void callback(req, res);
+  };
   if (opts.tls !== undefined) {
     const { certFile, keyFile, reloadIntervalMs } = opts.tls;
     const tlsServer = https.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' }, handler);
@@ -82,9 +86,15 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
     url: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     close: async (timeoutMs) => {
       if (reloadTimer !== undefined) clearInterval(reloadTimer);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
       server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+      const timer = setTimeout(() => {
+        server.closeAllConnections();
+      }, timeoutMs);
       timer.unref();
       await closed;
       clearTimeout(timer);

@@ -5,6 +5,10 @@
 # k8s.io/kubernetes points its staging modules (k8s.io/api, client-go, ...) at ./staging paths that do
 # not exist in the module zip, so a build module of our own requires it and replaces every staging
 # module with the published v0.X.Y of the same release (the list is read from its go.mod).
+#
+# usage: build-control-plane.sh           build if needed, print the bin directory
+#        build-control-plane.sh --check   exit 0 if the binaries are cached or can be built (go is
+#                                         installed), else print why on stderr and exit 3
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
@@ -14,16 +18,32 @@ BIN_DIR="$CACHE_ROOT/control-plane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 
 log() { echo "[build-control-plane] $*" >&2; }
 
-if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/etcd" ]]; then
+cached() { [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/etcd" ]]; }
+if cached; then
+  [[ "${1:-}" == --check ]] || echo "$BIN_DIR"
+  exit 0
+fi
+command -v go >/dev/null || { log "go is not installed and $BIN_DIR holds no cached binaries"; exit 3; }
+[[ "${1:-}" == --check ]] && exit 0
+
+# Two callers at once (make demo in one terminal, make e2e in another) would build twice on a 2-core
+# machine; the second waits for the first and then finds the binaries cached.
+mkdir -p "$CACHE_ROOT/control-plane"
+exec 9>"$CACHE_ROOT/control-plane/.build.lock"
+if ! flock -n 9; then
+  log "another build is running; waiting for it"
+  flock 9
+fi
+if cached; then
   echo "$BIN_DIR"
   exit 0
 fi
-command -v go >/dev/null || { log "go is not installed"; exit 3; }
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
 work="$CACHE_ROOT/control-plane/build-$K8S_VERSION-$ETCD_VERSION"
-mkdir -p "$work/k8s" "$work/etcd" "$BIN_DIR"
+out="$work/out"
+mkdir -p "$work/k8s" "$work/etcd" "$out" "$BIN_DIR"
 
 # --- Kubernetes -----------------------------------------------------------------------------------
 if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kube-controller-manager" ]]; then
@@ -60,8 +80,11 @@ GO
     for kv in "gitVersion=$K8S_VERSION" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" "buildDate=1970-01-01T00:00:00Z"; do
       ldflags+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
     done
-    go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-    go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager >&2
+    # Built next to the cache and moved in whole: an interrupted build never leaves a truncated binary
+    # that the "cached" check would accept.
+    go build -trimpath -ldflags "$ldflags" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
+    go build -trimpath -ldflags "$ldflags" -o "$out/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager >&2
+    mv "$out/kube-apiserver" "$out/kube-controller-manager" "$BIN_DIR/"
   )
 fi
 
@@ -79,7 +102,8 @@ package tools
 import _ "go.etcd.io/etcd/server/v3"
 GO
     go mod tidy >&2
-    go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3 >&2
+    go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 >&2
+    mv "$out/etcd" "$BIN_DIR/"
   )
 fi
 

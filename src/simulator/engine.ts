@@ -5,9 +5,10 @@
  *
  * Lifecycle of an image, measured from its (re)submission with the current analysis delay D:
  * `not_analyzed` for the first quarter of D, `analyzing` for the rest, then `analyzed` (or
- * `analysis_failed` when an `analysisFailed` fault matches; `analyzing` forever when a
+ * `analysis_failed` when an `analysisFailed` fault matches; `analyzing` for as long as a
  * `neverAnalyzed` fault matches). With D = 0 an image is analyzed as soon as it is submitted.
- * Changing D applies to images still in flight. Submitting again is idempotent, except that
+ * Changing D or the faults applies to analyses still in flight; a finished analysis keeps its
+ * outcome. Submitting again is idempotent, except that
  * `force=true`, or a submission of an image whose analysis failed, restarts the analysis (as
  * Anchore re-queues it).
  */
@@ -34,6 +35,8 @@ interface ImageEntry {
   readonly imageId: string;
   readonly createdAtMs: number;
   analysisStartedAtMs: number;
+  /** Set once the analysis is over and the faults or the delay change, so the outcome sticks. */
+  finished: { status: 'analyzed' | 'analysis_failed'; atMs: number } | undefined;
   lastUpdatedMs: number;
   readonly tags: Map<string, TagDetail>;
   readonly vulnerabilities: readonly SimVulnerability[];
@@ -113,13 +116,31 @@ export class SimulatorEngine {
     return this.delayMs;
   }
 
+  /** Applies to analyses in flight; finished ones keep their outcome. */
   setAnalysisDelayMs(ms: number): void {
-    this.delayMs = SimulatorEngine.checkDelay(ms);
+    const checked = SimulatorEngine.checkDelay(ms);
+    this.settleFinished();
+    this.delayMs = checked;
   }
 
-  /** The analysis faults (analysisFailed, neverAnalyzed, noActivePolicy) come from here. */
+  /**
+   * The analysis faults (analysisFailed, neverAnalyzed, noActivePolicy) come from here. They
+   * apply to analyses in flight; finished ones keep their outcome (Anchore does not re-analyze).
+   */
   setFaults(faults: FaultInjector): void {
+    this.settleFinished();
     this.faultState = faults;
+  }
+
+  private settleFinished(): void {
+    const now = this.now();
+    for (const entry of this.byDigest.values()) {
+      if (entry.finished !== undefined) continue;
+      const status = this.statusOf(entry, now);
+      if (status === 'analyzed' || status === 'analysis_failed') {
+        entry.finished = { status, atMs: entry.analysisStartedAtMs + this.delayMs };
+      }
+    }
   }
 
   reset(): void {
@@ -146,6 +167,7 @@ export class SimulatorEngine {
         imageId: (fromData.digest === digest ? fromData.imageId : undefined) ?? sha256Hex(`imageId:${digest}`),
         createdAtMs: now,
         analysisStartedAtMs: now,
+        finished: undefined,
         lastUpdatedMs: now,
         tags: new Map(),
         vulnerabilities: fromData.vulnerabilities,
@@ -154,6 +176,7 @@ export class SimulatorEngine {
       this.byDigest.set(digest, entry);
     } else if (force || this.statusOf(entry, now) === 'analysis_failed') {
       entry.analysisStartedAtMs = now;
+      entry.finished = undefined;
       entry.lastUpdatedMs = now;
     }
     if (!entry.tags.has(fulltag)) {
@@ -211,7 +234,7 @@ export class SimulatorEngine {
       fulltag,
       policy,
       outcome: evaluatePolicy(entry.vulnerabilities, policy),
-      evaluatedAtMs: entry.analysisStartedAtMs + this.delayMs,
+      evaluatedAtMs: this.finishedAt(entry),
     };
   }
 
@@ -242,7 +265,12 @@ export class SimulatorEngine {
     return policy;
   }
 
+  private finishedAt(entry: ImageEntry): number {
+    return entry.finished?.atMs ?? entry.analysisStartedAtMs + this.delayMs;
+  }
+
   private statusOf(entry: ImageEntry, now: number): AnalysisStatus {
+    if (entry.finished !== undefined) return entry.finished.status;
     const elapsed = now - entry.analysisStartedAtMs;
     const delay = this.delayMs;
     const images = entry.tags.values();
@@ -258,8 +286,8 @@ export class SimulatorEngine {
       imageId: entry.imageId,
       status,
       createdAtMs: entry.createdAtMs,
-      lastUpdatedMs: Math.max(entry.lastUpdatedMs, status === 'analyzed' ? entry.analysisStartedAtMs + this.delayMs : 0),
-      analyzedAtMs: status === 'analyzed' ? entry.analysisStartedAtMs + this.delayMs : undefined,
+      lastUpdatedMs: Math.max(entry.lastUpdatedMs, status === 'analyzed' || status === 'analysis_failed' ? this.finishedAt(entry) : 0),
+      analyzedAtMs: status === 'analyzed' ? this.finishedAt(entry) : undefined,
       tags: [...entry.tags.values()],
       annotations: entry.annotations,
     };

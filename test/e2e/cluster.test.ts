@@ -21,7 +21,8 @@ import { freePort, haveCommand, LocalProcess, ROOT, run, tailFile, waitFor, type
 const CI = process.env['CI'] === 'true';
 const WEBHOOK = 'images.scangate.io';
 const NAMESPACE = 'scangate';
-const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638';
+// Tagged: an untagged reference means `latest`, refused by the local rule before any scan.
+const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638:2.3.12';
 const CLEAN = 'nginx:1.25.3';
 const DENIED = `admission webhook "${WEBHOOK}" denied the request`;
 const MINUTE = 60_000;

@@ -104,7 +104,7 @@ function familiarName(domain: string, path: string): string {
  */
 export function parseImageReference(input: string): ParseResult {
   // Callers may hand us anything from a JSON body.
-  if (typeof (input as unknown) !== 'string') return invalid(String(input), 'image reference must be a string');
+  if (typeof (input as unknown) !== 'string') return invalid('', 'image reference must be a string');
   if (input.length === 0) return invalid(input, 'image reference is empty');
   if (anchoredIdentifierRegexp.test(input)) {
     return invalid(input, `invalid repository name (${input}), cannot specify 64-byte hexadecimal strings`);

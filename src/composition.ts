@@ -38,17 +38,9 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
   const scanner =
     opts.scanner ??
     createAnchoreClient({
+      // Config['scanner'] carries the client's settings under the same names.
+      ...config.scanner,
       baseUrl: config.scanner.url,
-      user: config.scanner.user,
-      password: config.scanner.password,
-      ...(config.scanner.policyId !== undefined ? { policyId: config.scanner.policyId } : {}),
-      ...(config.scanner.account !== undefined ? { account: config.scanner.account } : {}),
-      ...(config.scanner.caPem !== undefined ? { caPem: config.scanner.caPem } : {}),
-      insecureSkipTlsVerify: config.scanner.insecureSkipTlsVerify,
-      requestTimeoutMs: config.scanner.requestTimeoutMs,
-      pollInitialMs: config.scanner.pollInitialMs,
-      pollMaxMs: config.scanner.pollMaxMs,
-      retryBudgetMs: config.scanner.retryBudgetMs,
       metrics,
       logger: opts.logger.child({ component: 'scanner' }),
       ...clock,

@@ -92,6 +92,7 @@ function validateDigest(digest: string): string | undefined {
 }
 
 function familiarName(domain: string, path: string): string {
+  if (domain === '') return path;
   if (domain !== DEFAULT_DOMAIN) return `${domain}/${path}`;
   return path.startsWith(OFFICIAL_REPO_PREFIX) && !path.slice(OFFICIAL_REPO_PREFIX.length).includes('/')
     ? path.slice(OFFICIAL_REPO_PREFIX.length)
@@ -134,7 +135,9 @@ export function parseImageReference(input: string): ParseResult {
     const problem = validateDigest(digestValue);
     if (problem !== undefined) return invalid(input, problem);
   }
-  const name = `${domain}/${path}`;
+  // The grammar lets a first component that is not a valid host ("a_b.c/d") fall back into the
+  // path, leaving no domain at all, exactly as distribution/reference does: Name() is then the path.
+  const name = domain === '' ? path : `${domain}/${path}`;
   const impliedLatest = tagValue === undefined && digestValue === undefined;
   const suffix =
     (tagValue !== undefined ? `:${tagValue}` : '') + (digestValue !== undefined ? `@${digestValue}` : '');

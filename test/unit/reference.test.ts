@@ -26,6 +26,15 @@ test('conformance: a port-like tag on a Docker Hub name is a tag (192.168.0.1:80
   assert.equal(result.reference.tag, '80');
 });
 
+test('a first component that is not a valid host falls back into the path, with no domain (as in Go)', () => {
+  const result = parseImageReference('a_0.0/a:1');
+  assert.ok(result.valid);
+  assert.deepEqual(
+    { domain: result.reference.domain, path: result.reference.path, name: result.reference.name, canonical: result.reference.canonical },
+    { domain: '', path: 'a_0.0/a', name: 'a_0.0/a', canonical: 'a_0.0/a:1' },
+  );
+});
+
 test('conformance: agrees with distribution/reference on all of its own test cases', () => {
   assert.ok(cases.length >= 70, `expected the full table, got ${cases.length} cases`);
   for (const c of cases) {

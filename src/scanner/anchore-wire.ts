@@ -65,15 +65,32 @@ export function errorMessage(body: unknown): string {
   return typeof body === 'string' ? body : '';
 }
 
+type Table = Record<string, unknown>;
+
+function tablesIn(map: unknown): Table[] {
+  if (!isRecord(map)) return [];
+  return Object.values(map).flatMap((v) =>
+    isRecord(v) && isRecord(v['result']) && Array.isArray(v['result']['header']) ? [v['result']] : [],
+  );
+}
+
+/**
+ * The rules table of an evaluation. Anchore Engine nests it as `detail.result.result[image_id].result`
+ * (what anchore-cli reads, next to `final_action`); ANCHORE-API.md documents
+ * `detail.result[image_id].result`. Read the engine's shape first, the documented one otherwise,
+ * never both (a server that sends both would count every row twice).
+ */
+function policyTables(result: Record<string, unknown>): Table[] {
+  const engine = tablesIn(result['result']);
+  return engine.length > 0 ? engine : tablesIn(result);
+}
+
 function stopReasonsOf(detail: unknown): { stop: StopReason[]; warn: number; finalActionReason?: string } {
   const out: { stop: StopReason[]; warn: number; finalActionReason?: string } = { stop: [], warn: 0 };
   if (!isRecord(detail) || !isRecord(detail['result'])) return out;
   const result = detail['result'];
   if (typeof result['final_action_reason'] === 'string') out.finalActionReason = result['final_action_reason'];
-  // detail.result maps the image id to {result: {header, rows}}, next to bookkeeping keys.
-  for (const value of Object.values(result)) {
-    if (!isRecord(value) || !isRecord(value['result'])) continue;
-    const table = value['result'];
+  for (const table of policyTables(result)) {
     const header = table['header'];
     const rows = table['rows'];
     if (!Array.isArray(header) || !Array.isArray(rows)) continue;

@@ -181,7 +181,7 @@ function problemsOf(issues: readonly IssueLike[], prefix: readonly PropertyKey[]
 export function resolveSimulatorData(raw: unknown, source = 'scanner simulator data'): ResolvedSimulatorData {
   const result = dataSchema.safeParse(raw);
   if (!result.success) {
-    throw new SimulatorConfigError(source, problemsOf(result.error.issues as readonly IssueLike[]), { cause: result.error });
+    throw new SimulatorConfigError(source, problemsOf(result.error.issues), { cause: result.error });
   }
   const data = result.data;
   const explicit = data.policies.find((p) => p.active === true);

@@ -427,17 +427,25 @@ class Simulator implements ScannerSimulator {
     });
 
     if (rest === '' || rest === '/') {
-      return method === 'GET' ? { operation: 'other', auth: false, run: ({ res }) => sendJson(res, 200, 'v1') } : notAllowed('other');
+      if (method !== 'GET') return notAllowed('other');
+      return {
+        operation: 'other',
+        auth: false,
+        run: ({ res }) => {
+          sendJson(res, 200, 'v1');
+        },
+      };
     }
     if (rest === '/status') {
-      return method === 'GET'
-        ? {
-            operation: 'other',
-            auth: true,
-            run: ({ res }) =>
-              sendJson(res, 200, { available: true, busy: false, up: true, message: 'all good', version: SIMULATED_VERSION, db_version: '0.0.0', detail: {} }),
-          }
-        : notAllowed('other');
+      if (method !== 'GET') return notAllowed('other');
+      const status = { available: true, busy: false, up: true, message: 'all good', version: SIMULATED_VERSION, db_version: '0.0.0', detail: {} };
+      return {
+        operation: 'other',
+        auth: true,
+        run: ({ res }) => {
+          sendJson(res, 200, status);
+        },
+      };
     }
     const parts = rest.split('/').slice(1);
     if (parts[0] !== 'images') return notFound;
@@ -461,7 +469,13 @@ class Simulator implements ScannerSimulator {
     try {
       digest = decodeURIComponent(parts[1] ?? '');
     } catch {
-      return { operation: 'other', auth: true, run: ({ res }) => sendError(res, 400, 'malformed image digest in path') };
+      return {
+        operation: 'other',
+        auth: true,
+        run: ({ res }) => {
+          sendError(res, 400, 'malformed image digest in path');
+        },
+      };
     }
 
     if (parts.length === 2) {
@@ -470,7 +484,9 @@ class Simulator implements ScannerSimulator {
       return {
         operation: 'getImage',
         auth: true,
-        run: ({ res }) => sendJson(res, 200, [imageRecordJson(this.engine.getImage(digest), this.user)]),
+        run: ({ res }) => {
+          sendJson(res, 200, [imageRecordJson(this.engine.getImage(digest), this.user)]);
+        },
       };
     }
     if (parts.length === 3 && parts[2] === 'check') {

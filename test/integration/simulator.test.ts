@@ -374,7 +374,7 @@ describe('scanner simulator over HTTP', () => {
       assert.ok(Date.now() - t0 >= 190, `took ${String(Date.now() - t0)} ms`);
     });
 
-    it('hang never answers; the client times out', async () => {
+    it('hang never answers; the client times out', { timeout: 5000 }, async () => {
       sim.setFaults({ hang: true, operations: ['addImage'] });
       const t0 = Date.now();
       await assert.rejects(
@@ -524,10 +524,10 @@ describe('scanner simulator options', () => {
     );
   });
 
-  it('close() finishes promptly with a hanging request outstanding', async () => {
+  it('close() finishes promptly with a hanging request outstanding', { timeout: 5000 }, async () => {
     const sim = await startScannerSimulator({ faults: { hang: true } });
     const pending = call(sim.url, 'GET', '/images');
-    pending.catch(() => undefined);
+    void pending.catch(() => undefined);
     await sleep(50);
     const t0 = Date.now();
     await sim.close();
@@ -536,11 +536,11 @@ describe('scanner simulator options', () => {
     await sim.close(); // idempotent
   });
 
-  it('close() also ends pending latency and idle keep-alive connections', async () => {
+  it('close() also ends pending latency and idle keep-alive connections', { timeout: 5000 }, async () => {
     const sim = await startScannerSimulator({ faults: { latencyMs: 60_000, operations: ['check'] } });
     assert.equal((await call(sim.url, 'GET', '/images')).status, 200); // leaves an idle keep-alive socket
     const pending = call(sim.url, 'GET', `/images/sha256:${'1'.repeat(64)}/check?tag=x`);
-    pending.catch(() => undefined);
+    void pending.catch(() => undefined);
     await sleep(50);
     const t0 = Date.now();
     await sim.close();

@@ -184,11 +184,13 @@ export function parseConfig(
       problems.push(`ANCHORE_CA_FILE: cannot read ${caFile} (${error instanceof Error && 'code' in error ? String(error.code) : 'error'})`);
     }
   }
-  if (!parsed.success) throw new ConfigError(problems);
-  const v = parsed.data;
-  if (flags.serving !== false && !v.INSECURE_HTTP && (v.TLS_CERT_FILE === undefined || v.TLS_KEY_FILE === undefined)) {
+  // Checked on the raw values too, so that one message lists this along with any type errors.
+  const blank = (key: string): boolean => (raw[key] ?? '').trim() === '';
+  if (flags.serving !== false && !['true', '1', 'yes'].includes(raw['INSECURE_HTTP'] ?? '') && (blank('TLS_CERT_FILE') || blank('TLS_KEY_FILE'))) {
     problems.push('TLS_CERT_FILE and TLS_KEY_FILE (or --tls-cert/--tls-key) are required; plain HTTP needs --insecure-http');
   }
+  if (!parsed.success) throw new ConfigError(problems);
+  const v = parsed.data;
   if (v.SCANNER_POLL_MAX_MS < v.SCANNER_POLL_INITIAL_MS) problems.push('SCANNER_POLL_MAX_MS: must be >= SCANNER_POLL_INITIAL_MS');
   if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
     problems.push('ANCHORE_INSECURE_SKIP_TLS_VERIFY and ANCHORE_CA_FILE contradict each other: pick one');

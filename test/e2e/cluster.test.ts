@@ -87,6 +87,16 @@ function podJson(p: PodInput): string {
   });
 }
 
+/**
+ * Settings of the scripts and of scangate that a developer may have exported: never inherited. (The
+ * binary cache settings SCANGATE_CACHE, K8S_VERSION and ETCD_VERSION are.)
+ */
+const CALLER_SETTINGS = new RegExp(
+  '^(ANCHORE_.*|SAMPLES_.*|WEBHOOK_.*|IMAGE_POLICY_.*|SCANGATE_RUN_DIR|SCANGATE_WATCH_PID|CA_BUNDLE_FILE|CA_FILE|OUT_DIR|NAMESPACE|EXEMPT_NAMESPACES|' +
+    'REJECT_IF_TIMEOUT|DENY_LATEST_TAG|MODE|REGISTRY_ALLOWLIST|VERIFY_WEBHOOK|ROLLOUT_TIMEOUT|POD_NAMESPACE|HOST|PORT|' +
+    'TLS_CERT_FILE|TLS_KEY_FILE|DEADLINE_MARGIN_MS|DEFAULT_TIMEOUT_MS|LOG_LEVEL|KUBECONFIG|CERT_DIR)$',
+);
+
 interface EventItem {
   readonly reason?: string;
   readonly message?: string;
@@ -118,16 +128,14 @@ class Cluster {
 
   /** The environment for scripts and kubectl: this run's state only, none of the caller's settings. */
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const key of Object.keys(env)) {
-      if (/^(ANCHORE_|SAMPLES_|WEBHOOK_|IMAGE_POLICY_|SCANGATE_)/.test(key)) delete env[key];
-    }
-    for (const key of ['CA_BUNDLE_FILE', 'CA_FILE', 'OUT_DIR', 'NAMESPACE', 'EXEMPT_NAMESPACES', 'REJECT_IF_TIMEOUT',
-      'DENY_LATEST_TAG', 'MODE', 'REGISTRY_ALLOWLIST', 'VERIFY_WEBHOOK', 'ROLLOUT_TIMEOUT', 'POD_NAMESPACE', 'HOST', 'PORT',
-      'TLS_CERT_FILE', 'TLS_KEY_FILE']) {
-      delete env[key];
-    }
-    return { ...env, SCANGATE_RUN_DIR: this.runDir, CERT_DIR: this.certDir, KUBECONFIG: this.kubeconfig, ...extra };
+    const inherited = Object.entries(process.env).filter(([key]) => !CALLER_SETTINGS.test(key));
+    return {
+      ...Object.fromEntries(inherited),
+      SCANGATE_RUN_DIR: this.runDir,
+      CERT_DIR: this.certDir,
+      KUBECONFIG: this.kubeconfig,
+      ...extra,
+    };
   }
 
   kubectl(args: readonly string[], input?: string): Promise<RunResult> {
@@ -282,14 +290,45 @@ class Cluster {
       this.scangate?.tail(40) ?? '',
       `--- scanner simulator log (last 15 lines)`,
       this.sim?.tail(15) ?? '',
-      `--- kube-apiserver log (last 40 lines)`,
-      tailFile(join(this.runDir, 'cluster/logs/kube-apiserver.log'), 40),
-      `--- kube-controller-manager log (last 15 lines)`,
-      tailFile(join(this.runDir, 'cluster/logs/kube-controller-manager.log'), 15),
+      `--- kube-apiserver log (last 30 warnings/errors)`,
+      problems(join(this.runDir, 'cluster/logs/kube-apiserver.log'), 30),
+      `--- kube-controller-manager log (last 15 warnings/errors)`,
+      problems(join(this.runDir, 'cluster/logs/kube-controller-manager.log'), 15),
       `--- kubectl get events -A (last 25)`,
       events === undefined ? '(kubectl failed)' : events.stdout.trimEnd().split('\n').slice(-25).join('\n') + events.stderr,
     ].join('\n');
   }
+}
+
+/** The last warning and error lines of a klog file (its info lines at --v=1 drown them). */
+function problems(path: string, lines: number): string {
+  const text = tailFile(path, 5000);
+  const found = text.split('\n').filter((l) => /^[EWF]\d{4} /.test(l));
+  return found.length === 0 ? `(none; last line: ${text.split('\n').at(-1) ?? ''})` : found.slice(-lines).join('\n');
+}
+
+/** Control-plane binaries (built once), the control plane, certificates, simulator, scangate. */
+async function setUp(cluster: Cluster): Promise<void> {
+  const buildLog = join(cluster.runDir, 'build.log');
+  const started = performance.now();
+  const heartbeat = setInterval(() => {
+    log(`still building the control plane (${((performance.now() - started) / MINUTE).toFixed(1)} min; log ${buildLog})`);
+  }, MINUTE);
+  const build = await run('bash', [join(ROOT, 'scripts/build-control-plane.sh')], { env: cluster.env(), stderrFile: buildLog });
+  clearInterval(heartbeat);
+  assert.equal(build.code, 0, `build-control-plane.sh failed (exit ${String(build.code)}):\n${tailFile(buildLog, 40)}`);
+  log(`control plane binaries ready in ${((performance.now() - started) / 1000).toFixed(1)} s: ${build.stdout.trim()}`);
+
+  const up = performance.now();
+  const r = await run('bash', [join(ROOT, 'scripts/cluster-up.sh')], {
+    env: cluster.env({ SCANGATE_WATCH_PID: String(process.pid) }),
+    timeoutMs: 5 * MINUTE,
+  });
+  assert.equal(r.code, 0, `cluster-up.sh failed:\n${r.stderr}\n${tailFile(join(cluster.runDir, 'cluster/logs/kube-apiserver.log'), 40)}`);
+  log(`control plane up in ${((performance.now() - up) / 1000).toFixed(1)} s`);
+  await cluster.script('gen-certs.sh');
+  await cluster.startSimulator();
+  await cluster.startScangate();
 }
 
 const reason = skipReason();
@@ -318,29 +357,18 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
     async () => {
       cluster = new Cluster();
       log(`state directory ${cluster.runDir}`);
-      const buildLog = join(cluster.runDir, 'build.log');
-      const started = performance.now();
-      const heartbeat = setInterval(() => {
-        log(`still building the control plane (${((performance.now() - started) / MINUTE).toFixed(1)} min; log ${buildLog})`);
-      }, MINUTE);
-      const build = await run('bash', [join(ROOT, 'scripts/build-control-plane.sh')], { env: cluster.env(), stderrFile: buildLog });
-      clearInterval(heartbeat);
-      assert.equal(build.code, 0, `build-control-plane.sh failed (exit ${String(build.code)}):\n${tailFile(buildLog, 40)}`);
-      log(`control plane binaries ready in ${((performance.now() - started) / 1000).toFixed(1)} s: ${build.stdout.trim()}`);
-
-      const up = performance.now();
-      const r = await run('bash', [join(ROOT, 'scripts/cluster-up.sh')], {
-        env: cluster.env({ SCANGATE_WATCH_PID: String(process.pid) }),
-        timeoutMs: 5 * MINUTE,
-      });
-      assert.equal(r.code, 0, `cluster-up.sh failed:\n${r.stderr}\n${tailFile(join(cluster.runDir, 'cluster/logs/kube-apiserver.log'), 40)}`);
-      log(`control plane up in ${((performance.now() - up) / 1000).toFixed(1)} s`);
-      await cluster.script('gen-certs.sh');
-      await cluster.startSimulator();
-      await cluster.startScangate();
+      try {
+        await setUp(cluster);
+      } catch (err) {
+        failed = true;
+        log(`set-up FAILED: ${String(err)}`);
+        log(await cluster.diagnostics());
+        throw err;
+      }
     },
     { timeout: 50 * MINUTE },
   );
+
 
   after(
     async () => {
@@ -491,6 +519,7 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
       await cluster.script('cluster-up.sh', ['--restart-apiserver'], { IMAGE_POLICY_CONFIG: admissionConfig });
 
       const latest = await cluster.kubectl(['run', 'ipw-latest', '--image=nginx']);
+      log(`ImagePolicyWebhook, nginx: ${latest.stderr.trim()}`);
       assert.notEqual(latest.code, 0, 'nginx (implied latest) must be forbidden');
       assert.match(latest.stderr, /pods "ipw-latest" is forbidden: image policy webhook backend denied one or more images: Images using latest tag are not allowed/);
 

@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1
+# scangate image: compile TypeScript in a full Node image, ship only dist/src, package.json and the
+# production node_modules on distroless Node 20 as the "nonroot" user (uid 65532, which the Deployment's
+# runAsUser names). `make image` builds it; the Deployment runs it with a read-only root filesystem.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+# tsconfig also includes test/**; the build context has no tests (.dockerignore), so only src compiles.
+RUN npx tsc -p tsconfig.json \
+ && npm prune --omit=dev --ignore-scripts \
+ && rm -rf dist/test
+
+FROM gcr.io/distroless/nodejs20-debian12:nonroot
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build --chown=65532:65532 /app/package.json ./package.json
+COPY --from=build --chown=65532:65532 /app/node_modules ./node_modules
+COPY --from=build --chown=65532:65532 /app/dist/src ./dist/src
+COPY --chown=65532:65532 samples ./samples
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/main.js"]
+CMD ["serve"]

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Starts a local control plane on 127.0.0.1: etcd, kube-apiserver and kube-controller-manager, built from
+# the official modules by build-control-plane.sh. There is no kubelet and no scheduler, so pods stay
+# Pending; that is all an admission webhook needs. --endpoint-reconciler-type=none: the "kubernetes"
+# Service gets no Endpoints, because Endpoints may not hold the loopback address the apiserver binds to.
+#
+# usage: cluster-up.sh                      start everything (a no-op when already running)
+#        cluster-up.sh --restart-apiserver  restart kube-apiserver only (same port and etcd), e.g. with
+#                                           IMAGE_POLICY_CONFIG set
+#
+# Environment:
+#   SCANGATE_RUN_DIR     state directory (default .run/); the cluster lives in $SCANGATE_RUN_DIR/cluster
+#   IMAGE_POLICY_CONFIG  an AdmissionConfiguration file (gen-image-policy-config.sh): enables the
+#                        ImagePolicyWebhook admission plugin with it
+#   SCANGATE_WATCH_PID   tear the cluster down when this process exits (used by the e2e suite, so a
+#                        killed test run leaves nothing behind)
+#
+# Writes $SCANGATE_RUN_DIR/cluster/kubeconfig and prints its path on stdout. Authorization is RBAC; the
+# kubeconfig's client certificate is in system:masters. On any failure it tears down what it started.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+require openssl curl "$KUBECTL" node
+
+PKI="$CLUSTER_DIR/pki"
+LOGS="$CLUSTER_DIR/logs"
+KUBECONFIG_FILE="$CLUSTER_DIR/kubeconfig"
+STATE="$CLUSTER_DIR/state.env"
+SERVICE_CIDR="${SERVICE_CIDR:-10.0.0.0/24}"
+
+gen_pki() {
+  mkdir -p "$PKI"
+  chmod 700 "$PKI"
+  [[ -f "$PKI/admin.crt" ]] && return 0
+  log "generating cluster CA, apiserver, admin and service-account keys in $PKI"
+  local tmp
+  tmp=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=scangate-local-cluster-ca" \
+    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+  cat >"$tmp/apiserver.ext" <<EOF
+basicConstraints=CA:FALSE
+keyUsage=digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+EOF
+  cat >"$tmp/client.ext" <<EOF
+basicConstraints=CA:FALSE
+keyUsage=digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+EOF
+  issue() { # name subject extfile
+    openssl req -new -newkey rsa:2048 -nodes -subj "$2" -keyout "$PKI/$1.key" -out "$tmp/$1.csr" 2>/dev/null
+    openssl x509 -req -sha256 -days 30 -in "$tmp/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+      -CAcreateserial -CAserial "$tmp/ca.srl" -extfile "$3" -out "$PKI/$1.crt" 2>/dev/null
+  }
+  issue apiserver "/CN=kube-apiserver" "$tmp/apiserver.ext"
+  issue admin "/O=system:masters/CN=scangate-admin" "$tmp/client.ext"
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  chmod 600 "$PKI"/*.key
+  rm -rf "$tmp"
+}
+
+write_kubeconfig() {
+  local kc="$KUBECONFIG_FILE.tmp"
+  rm -f "$kc"
+  "$KUBECTL" config --kubeconfig="$kc" set-cluster scangate-local --server="https://127.0.0.1:$APISERVER_PORT" \
+    --certificate-authority="$PKI/ca.crt" --embed-certs=true >/dev/null
+  "$KUBECTL" config --kubeconfig="$kc" set-credentials scangate-admin --client-certificate="$PKI/admin.crt" \
+    --client-key="$PKI/admin.key" --embed-certs=true >/dev/null
+  "$KUBECTL" config --kubeconfig="$kc" set-context scangate-local --cluster=scangate-local \
+    --user=scangate-admin --namespace=default >/dev/null
+  "$KUBECTL" config --kubeconfig="$kc" use-context scangate-local >/dev/null
+  chmod 600 "$kc"
+  mv "$kc" "$KUBECONFIG_FILE"
+}
+
+start_etcd() {
+  mkdir -p "$CLUSTER_DIR/etcd"
+  chmod 700 "$CLUSTER_DIR/etcd"
+  # --unsafe-no-fsync: throwaway test data; fsync on a small VM disk is what makes etcd slow.
+  start_daemon etcd "$LOGS/etcd.log" "$CLUSTER_DIR/etcd.pid" "$BIN_DIR/etcd" \
+    --name=scangate --data-dir="$CLUSTER_DIR/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="scangate=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync --log-level=warn
+  wait_until 60 "etcd on 127.0.0.1:$ETCD_PORT" curl -fsS "http://127.0.0.1:$ETCD_PORT/health" ||
+    { tail -n 20 "$LOGS/etcd.log" >&2; return 1; }
+}
+
+start_apiserver() {
+  local plugins="NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook"
+  local extra=()
+  if [[ -n "${IMAGE_POLICY_CONFIG:-}" ]]; then
+    [[ -f "$IMAGE_POLICY_CONFIG" ]] || die "IMAGE_POLICY_CONFIG=$IMAGE_POLICY_CONFIG does not exist"
+    plugins+=",ImagePolicyWebhook"
+    extra+=("--admission-control-config-file=$(cd "$(dirname "$IMAGE_POLICY_CONFIG")" && pwd)/$(basename "$IMAGE_POLICY_CONFIG")")
+    log "ImagePolicyWebhook enabled with $IMAGE_POLICY_CONFIG"
+  fi
+  start_daemon kube-apiserver "$LOGS/kube-apiserver.log" "$CLUSTER_DIR/kube-apiserver.pid" "$BIN_DIR/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+    --client-ca-file="$PKI/ca.crt" \
+    --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --authorization-mode=RBAC \
+    --enable-admission-plugins="$plugins" \
+    --endpoint-reconciler-type=none \
+    --allow-privileged=true --profiling=false --v=1 \
+    "${extra[@]}"
+  wait_until 120 "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" \
+    "$KUBECTL" --kubeconfig="$KUBECONFIG_FILE" get --raw /readyz ||
+    { tail -n 30 "$LOGS/kube-apiserver.log" >&2; return 1; }
+}
+
+start_controller_manager() {
+  local controllers="deployment-controller,replicaset-controller,serviceaccount-controller"
+  controllers+=",serviceaccount-token-controller,namespace-controller,garbage-collector-controller"
+  controllers+=",root-ca-certificate-publisher-controller,disruption-controller"
+  start_daemon kube-controller-manager "$LOGS/kube-controller-manager.log" "$CLUSTER_DIR/kube-controller-manager.pid" \
+    "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig="$KUBECONFIG_FILE" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$CLUSTER_DIR/kcm-certs" \
+    --leader-elect=false --use-service-account-credentials=false \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --controllers="$controllers" --v=1
+  # The ServiceAccount admission plugin refuses pods until the namespace's default ServiceAccount exists.
+  wait_until 90 "kube-controller-manager to create default/default ServiceAccount" \
+    "$KUBECTL" --kubeconfig="$KUBECONFIG_FILE" -n default get serviceaccount default ||
+    { tail -n 30 "$LOGS/kube-controller-manager.log" >&2; return 1; }
+}
+
+start_watchdog() {
+  [[ -n "${SCANGATE_WATCH_PID:-}" ]] || return 0
+  # exec: cluster-down.sh then runs as the watchdog's own pid and knows not to stop itself.
+  # shellcheck disable=SC2016  # $1 and $2 are the inner shell's arguments
+  start_daemon watchdog "$LOGS/watchdog.log" "$CLUSTER_DIR/watchdog.pid" bash -c \
+    'while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2"' watchdog "$SCANGATE_WATCH_PID" \
+    "$SCANGATE_ROOT/scripts/cluster-down.sh"
+}
+
+on_failure() {
+  local rc=$?
+  if ((rc != 0)); then
+    log "start-up failed (exit $rc); tearing down what was started"
+    "$SCANGATE_ROOT/scripts/cluster-down.sh" --keep-logs || true
+  fi
+}
+
+# --- main -------------------------------------------------------------------------------------------
+if [[ "${1:-}" == "--restart-apiserver" ]]; then
+  [[ -f "$STATE" ]] || die "no cluster state in $CLUSTER_DIR; run cluster-up.sh first"
+  # shellcheck source=/dev/null
+  source "$STATE"
+  stop_daemon "$CLUSTER_DIR/kube-apiserver.pid" "$APISERVER_GRACE_S"
+  start_apiserver
+  log "kube-apiserver restarted on https://127.0.0.1:$APISERVER_PORT"
+  echo "$KUBECONFIG_FILE"
+  exit 0
+fi
+
+if daemon_alive "$CLUSTER_DIR/kube-apiserver.pid" && [[ -f "$STATE" ]]; then
+  log "already running (state in $CLUSTER_DIR)"
+  echo "$KUBECONFIG_FILE"
+  exit 0
+fi
+
+mkdir -p "$CLUSTER_DIR" "$LOGS"
+t0=$SECONDS
+BIN_DIR=$("$SCANGATE_ROOT/scripts/build-control-plane.sh")
+trap on_failure EXIT
+# Left-over daemons of a half-dead previous run would hold the ports and the etcd data directory.
+"$SCANGATE_ROOT/scripts/cluster-down.sh" --quiet --cluster-only
+mkdir -p "$CLUSTER_DIR" "$LOGS"
+gen_pki
+ETCD_PORT=$(free_port)
+ETCD_PEER_PORT=$(free_port)
+APISERVER_PORT=$(free_port)
+KCM_PORT=$(free_port)
+cat >"$STATE" <<EOF
+BIN_DIR=$BIN_DIR
+ETCD_PORT=$ETCD_PORT
+ETCD_PEER_PORT=$ETCD_PEER_PORT
+APISERVER_PORT=$APISERVER_PORT
+KCM_PORT=$KCM_PORT
+EOF
+write_kubeconfig
+start_watchdog
+start_etcd
+start_apiserver
+start_controller_manager
+trap - EXIT
+log "control plane ready in $((SECONDS - t0))s: https://127.0.0.1:$APISERVER_PORT"
+log "use it with: export KUBECONFIG=$KUBECONFIG_FILE"
+echo "$KUBECONFIG_FILE"

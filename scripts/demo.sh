@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make demo`: the whole story in one command, on this machine, no cluster needed.
+#   1. the local control plane (cluster-up.sh; the first run builds Kubernetes, later runs reuse it)
+#   2. the Anchore-compatible scanner simulator with samples/scanner-data.json, on 127.0.0.1
+#   3. scangate on 127.0.0.1 with TLS from gen-certs.sh
+#   4. the webhook registered out-of-cluster (deploy.sh with WEBHOOK_URL, caBundle injected)
+#   5. `make test`: nginx gets its pod, apache-struts2 is denied; then `kubectl get events`
+# Everything keeps running so you can try more (`kubectl run x --image=nginx`); `make cluster-down`
+# stops it all.
+#
+# Environment: SIM_ANALYSIS_DELAY_MS=1500 (how long the simulator "analyses" a new image)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+require node curl "$KUBECTL"
+cd "$SCANGATE_ROOT"
+[[ -f dist/src/main.js ]] || die "dist/src/main.js is missing: run 'make build' (make demo does)"
+
+KUBECONFIG=$(scripts/cluster-up.sh)
+export KUBECONFIG
+scripts/gen-certs.sh
+
+# A previous demo's scangate and simulator are replaced.
+stop_daemon "$LOCAL_DIR/scangate.pid"
+stop_daemon "$LOCAL_DIR/scanner-sim.pid"
+mkdir -p "$LOCAL_DIR"
+chmod 700 "$LOCAL_DIR"
+
+# The scanner password is random and only ever in a private file: not on a command line, not in a log.
+pass_file="$LOCAL_DIR/scanner-pass"
+(umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$pass_file")
+
+sim_port=$(free_port)
+start_daemon scanner-sim "$LOCAL_DIR/scanner-sim.log" "$LOCAL_DIR/scanner-sim.pid" \
+  node dist/src/main.js scanner-sim --host 127.0.0.1 --port "$sim_port" --data samples/scanner-data.json \
+  --analysis-delay-ms "${SIM_ANALYSIS_DELAY_MS:-1500}" --user admin --pass-file "$pass_file"
+# Any HTTP answer (even 401) means it is listening.
+wait_until 30 "scanner simulator on 127.0.0.1:$sim_port" curl -s -o /dev/null "http://127.0.0.1:$sim_port/v1" ||
+  { tail -n 20 "$LOCAL_DIR/scanner-sim.log" >&2; exit 1; }
+
+sg_port=$(free_port)
+(
+  export ANCHORE_CLI_URL="http://127.0.0.1:$sim_port/v1" ANCHORE_CLI_USER=admin ANCHORE_CLI_PASS_FILE="$pass_file"
+  export POD_NAMESPACE=scangate EXEMPT_NAMESPACES=kube-system
+  export HOST=127.0.0.1 PORT="$sg_port" TLS_CERT_FILE="$CERT_DIR/tls.crt" TLS_KEY_FILE="$CERT_DIR/tls.key"
+  start_daemon scangate "$LOCAL_DIR/scangate.log" "$LOCAL_DIR/scangate.pid" node dist/src/main.js serve
+)
+wait_until 30 "scangate on https://127.0.0.1:$sg_port" \
+  curl -fsS --cacert "$CERT_DIR/ca.crt" "https://127.0.0.1:$sg_port/readyz" ||
+  { tail -n 20 "$LOCAL_DIR/scangate.log" >&2; exit 1; }
+
+WEBHOOK_URL="https://127.0.0.1:$sg_port" scripts/deploy.sh
+
+rc=0
+scripts/test-samples.sh || rc=$?
+
+cat <<EOF
+
+== Running: control plane, scanner simulator (127.0.0.1:$sim_port), scangate (https://127.0.0.1:$sg_port)
+   export KUBECONFIG=$KUBECONFIG
+   kubectl get events                      # the FailedCreate above
+   kubectl run demo --image=nginx          # refused: latest tag
+   kubectl run demo --image=nginx:1.25.3   # admitted (stays Pending: there is no kubelet)
+   tail -f $LOCAL_DIR/scangate.log         # scangate's decisions (JSON lines)
+   make cluster-down                       # stop everything
+EOF
+exit "$rc"

@@ -76,7 +76,9 @@ if [[ -n "${WEBHOOK_URL:-}" ]]; then
 else
   # --- in-cluster -----------------------------------------------------------------------------------
   missing=()
-  for v in ANCHORE_CLI_URL ANCHORE_CLI_USER ANCHORE_CLI_PASS; do [[ -n "${!v:-}" ]] || missing+=("$v"); done
+  for v in ANCHORE_CLI_URL ANCHORE_CLI_USER; do [[ -n "${!v:-}" ]] || missing+=("$v"); done
+  # Sysdig Secure takes the API token as the user and an empty password: set but empty is fine.
+  [[ -n "${ANCHORE_CLI_PASS+set}" ]] || missing+=(ANCHORE_CLI_PASS)
   ((${#missing[@]} == 0)) || die "in-cluster deploy needs ${missing[*]} (or set WEBHOOK_URL for an out-of-cluster scangate)"
 
   # Credentials go to kubectl as files in a private directory: never on a command line (ps) and never in

@@ -230,10 +230,13 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
       );
       let record = pickRecord(parseImageList(submitted.body), tag, reference.digest);
       const digest = record.imageDigest;
-      let pollDelayMs = opts.pollInitialMs;
+      const submittedAt = now();
       const poll = async (): Promise<void> => {
-        await sleep(pollDelayMs, signal);
-        pollDelayMs = Math.min(Math.round(pollDelayMs * 1.5), opts.pollMaxMs);
+        // The poll interval grows with the time already spent (250 ms + 10 %, capped at 2 s), so an
+        // analysis of T seconds is seen at most ~10 % of T + 250 ms late; a ×1.5 backoff could add
+        // up to a whole capped interval (bench/ "time to verdict").
+        const elapsedMs = now() - submittedAt;
+        await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
         const got = await withRetry(
           () => call('get_image', { method: 'GET', url: `/images/${encodeURIComponent(digest)}` }, signal),
           signal,

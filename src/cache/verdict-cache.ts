@@ -23,8 +23,9 @@ export function verdictKey(canonical: string, policyId: string | undefined): str
 }
 
 /**
- * Bounded LRU of scanner verdicts. A pass and a fail live for different times: a pass may turn into a
- * fail when a new CVE is published, so it is re-checked sooner than a fail is forgiven (see README).
+ * Bounded LRU of scanner verdicts. A pass and a fail live for different times (see README): a fail is
+ * kept briefly, so that a fixed image or a new policy exception is seen within minutes, and a pass
+ * for longer, bounded by how far behind the scanner's vulnerability feeds the decision may be.
  */
 export function createVerdictCache(opts: VerdictCacheOptions): VerdictCache {
   const cache = new LRUCache<string, ScanVerdict>({

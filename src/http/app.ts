@@ -49,8 +49,6 @@ export function createApp(opts: AppOptions): Koa {
   app.silent = true;
 
   app.use(async (ctx, next) => {
-    // While shutting down, every answer closes its connection so the API server reconnects elsewhere.
-    if (!opts.state.ready) ctx.set('Connection', 'close');
     try {
       await next();
     } catch (error) {
@@ -65,6 +63,11 @@ export function createApp(opts: AppOptions): Koa {
       opts.logger.error({ path: ctx.path, err: describeError(error) }, 'internal error');
       ctx.status = 500;
       ctx.body = { code: 'SCANGATE_ERR_INTERNAL', message: 'internal error' };
+    } finally {
+      // While shutting down, every answer (also one to a request that arrived before the signal)
+      // closes its connection, so the API server reconnects elsewhere and no idle keep-alive
+      // connection holds the shutdown.
+      if (!opts.state.ready) ctx.set('Connection', 'close');
     }
   });
 

@@ -115,6 +115,14 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     }),
   });
   let authErrorLogged = false;
+  // The scanner's own texts may name the account (Anchore's "no active policy to evaluate: <user>"; on
+  // Sysdig Secure the user is the API token): they never leave this module with a credential in them.
+  const credentials = [opts.user, opts.password].filter((c) => c.length > 0).sort((a, b) => b.length - a.length);
+  const scannerText = (body: unknown): string => {
+    let text = errorMessage(body);
+    for (const c of credentials) text = text.split(c).join('[redacted]');
+    return text.slice(0, 160);
+  };
 
   /** One HTTP call. Returns the status and parsed body for 2xx and for the statuses in `accept`. */
   async function call(
@@ -174,7 +182,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
           ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
         });
       }
-      const detail = errorMessage(body).slice(0, 160);
+      const detail = scannerText(body);
       throw new ScannerRequestError(`scanner refused ${operation} (HTTP ${status}${detail ? `: ${detail}` : ''})`, status);
     } catch (error) {
       // A call cut short by the scan's own bound or by shutdown is not the scanner's outcome.
@@ -260,13 +268,16 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
           onCallResult,
         );
         if (checked.status === 404) {
-          const message = errorMessage(checked.body);
+          const message = scannerText(checked.body);
           // Analysis finished between our poll and the check, or the record went back to analysing.
           if (/not analyzed|analysis_status/i.test(message)) {
             record = { ...record, analysisStatus: 'analyzing' };
             continue;
           }
-          throw new ScannerRequestError(`scanner cannot evaluate the image (HTTP 404${message ? `: ${message.slice(0, 160)}` : ''})`, 404);
+          if (/no active policy/i.test(message)) {
+            throw new ScannerRequestError('scanner has no active policy bundle for this account: activate one or set ANCHORE_POLICY_ID', 404);
+          }
+          throw new ScannerRequestError(`scanner cannot evaluate the image (HTTP 404${message ? `: ${message}` : ''})`, 404);
         }
         const evaluation = parseCheck(checked.body, digest, tag);
         const policyId = evaluation.policyId ?? opts.policyId;

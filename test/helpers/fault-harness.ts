@@ -187,16 +187,24 @@ export interface PoolResult {
   readonly response?: HttpResult;
   readonly error?: string;
   readonly durationMs: number;
+  /** Date.now() when the request was written. */
+  readonly sentAt: number;
 }
 
 /** One POST over a given agent; never rejects (transport errors are results). */
-export function post(url: string, body: string, agent: https.Agent, timeoutMs: number): Promise<{ response?: HttpResult; error?: string; durationMs: number }> {
+export function post(
+  url: string,
+  body: string,
+  agent: https.Agent,
+  timeoutMs: number,
+): Promise<{ response?: HttpResult; error?: string; durationMs: number; sentAt: number }> {
   const startedAt = performance.now();
+  const sentAt = Date.now();
   return new Promise((resolve) => {
     const req = https.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' }, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (e) => resolve({ error: e.message, durationMs: performance.now() - startedAt }));
+      res.on('error', (e) => resolve({ error: e.message, durationMs: performance.now() - startedAt, sentAt }));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
         let json: unknown;
@@ -205,11 +213,11 @@ export function post(url: string, body: string, agent: https.Agent, timeoutMs: n
         } catch {
           json = undefined;
         }
-        resolve({ response: { status: res.statusCode ?? 0, headers: res.headers, text, json }, durationMs: performance.now() - startedAt });
+        resolve({ response: { status: res.statusCode ?? 0, headers: res.headers, text, json }, durationMs: performance.now() - startedAt, sentAt });
       });
     });
     req.on('timeout', () => req.destroy(new Error('client timeout')));
-    req.on('error', (e) => resolve({ error: e.message, durationMs: performance.now() - startedAt }));
+    req.on('error', (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message, durationMs: performance.now() - startedAt, sentAt }));
     req.end(body);
   });
 }
@@ -227,6 +235,8 @@ export async function runPool(opts: {
   readonly requestTimeoutMs: number;
   readonly next: (i: number) => PoolRequest;
   readonly onProgress?: (done: number) => void;
+  /** Stop issuing new requests once this returns true. */
+  readonly stopWhen?: () => boolean;
 }): Promise<PoolResult[]> {
   const agent = new https.Agent({ keepAlive: true, maxSockets: opts.connections, ca: makeTlsFiles().caPem });
   const results: PoolResult[] = new Array<PoolResult>(opts.count);
@@ -234,7 +244,7 @@ export async function runPool(opts: {
   let done = 0;
   const startedAt = Date.now();
   const worker = async (): Promise<void> => {
-    while (issued < opts.count && Date.now() - startedAt < opts.maxDurationMs) {
+    while (issued < opts.count && Date.now() - startedAt < opts.maxDurationMs && opts.stopWhen?.() !== true) {
       const i = issued++;
       const request = opts.next(i);
       const r = await post(`${opts.baseUrl}${request.path}`, request.body, agent, opts.requestTimeoutMs);
@@ -245,7 +255,7 @@ export async function runPool(opts: {
   };
   await Promise.all(Array.from({ length: opts.connections }, worker));
   agent.destroy();
-  return results.slice(0, issued);
+  return results.slice(0, issued).filter((r) => r !== undefined);
 }
 
 /** Reads a whole /metrics page (or any GET) over HTTPS with the test CA. */

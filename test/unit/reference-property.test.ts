@@ -46,7 +46,16 @@ const validReference = fc
   .filter(({ domain: d, path: p }) => d !== undefined || !/[.:]/.test(p.split('/')[0] ?? ''))
   .map(({ domain: d, path: p, tag: t, digest: g }) => `${d !== undefined ? `${d}/` : ''}${p}${t !== undefined ? `:${t}` : ''}${g !== undefined ? `@${g}` : ''}`);
 
-/** A path whose first component holds a '.', written without a registry: Docker reads it as a host. */
+/**
+ * An independent spelling of distribution/reference's domainAndPort (regexp.go), so the tests can tell
+ * whether a first component is a registry host.
+ */
+const validHost = /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
+
+/**
+ * A path whose first component holds a '.', written without a registry: Docker reads it as a host when
+ * it is one, and otherwise (`a_b.c/d`) leaves it in the path with no domain.
+ */
 const hostLikePath = fc
   .tuple(pathComponent.filter((c) => c.includes('.')), path, fc.option(tag, { nil: undefined }))
   .map(([first, rest, t]) => `${first}/${rest}${t !== undefined ? `:${t}` : ''}`);
@@ -88,8 +97,12 @@ function parseValid(input: string): ImageReference {
 /** The invariants every successful parse must satisfy. */
 function checkShape(ref: ImageReference, input: string): void {
   assert.equal(ref.input, input);
-  assert.equal(ref.name, `${ref.domain}/${ref.path}`);
-  assert.notEqual(ref.domain, '');
+  // No domain only where the first component is not a valid host and so falls back into the path,
+  // as distribution/reference does (`a_b.c/d`): then the name is the path alone.
+  if (ref.domain === '') {
+    assert.equal(ref.name, ref.path);
+    assert.ok(!validHost.test(ref.path.split('/')[0] ?? ''), `${ref.path} has a valid host and no domain`);
+  } else assert.equal(ref.name, `${ref.domain}/${ref.path}`);
   assert.notEqual(ref.domain, 'index.docker.io');
   assert.equal(ref.impliedLatest, ref.tag === undefined && ref.digest === undefined);
   const suffix = `${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
@@ -181,13 +194,15 @@ describe('parseImageReference: properties', () => {
     );
   });
 
-  it('reads a first component with a dot as a registry host, never as a path with no registry', () => {
+  it('reads a first component with a dot as a registry host when it is a valid host, else as part of a path with no registry', () => {
     fc.assert(
       fc.property(hostLikePath, (input) => {
         const result = parseImageReference(input);
         if (!result.valid) return;
         const first = input.slice(0, input.indexOf('/'));
-        assert.equal(result.reference.domain, first, `registry of ${JSON.stringify(input)}`);
+        const isHost = validHost.test(first);
+        assert.equal(result.reference.domain, isHost ? first : '', `registry of ${JSON.stringify(input)}`);
+        if (!isHost) assert.ok(result.reference.path.startsWith(`${first}/`), `path of ${JSON.stringify(input)}`);
         checkRoundTrips(result.reference);
       }),
       { numRuns: RUNS },

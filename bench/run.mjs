@@ -1,0 +1,51 @@
+/**
+ * scangate's benchmarks, all in one run on one machine, loopback only, each bounded in count and time.
+ * Prints one Markdown table per scenario, with ratios against a baseline where there is one.
+ *
+ *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory] [--out FILE]
+ *
+ * Needs the compiled scangate (`make build`: ../dist/src/main.js) and openssl.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
+
+const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory'];
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
+const only = values.only?.split(',') ?? SCENARIOS;
+for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario ${name}; known: ${SCENARIOS.join(', ')}`);
+if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run "make build" first`);
+
+const m = machine();
+const header = [
+  `# scangate benchmark run`,
+  '',
+  `- command: \`${['node', 'run.mjs', ...process.argv.slice(2)].join(' ')}\` (from bench/)`,
+  `- date: ${m.date}`,
+  `- machine: ${m.nproc} CPUs (nproc), ${m.cpu}, ${m.memory} RAM, ${m.os}`,
+  `- node: ${m.node}`,
+  '',
+].join('\n');
+process.stdout.write(`${header}\n`);
+
+const work = workDir();
+const tls = makeTls(work.dir);
+const sections = [];
+const startedAt = Date.now();
+try {
+  for (const name of only) {
+    const t0 = Date.now();
+    process.stderr.write(`running ${name}...\n`);
+    const scenario = await import(`./scenarios/${name}.mjs`);
+    const r = await scenario.run({ work, tls, quick: values.quick === true });
+    const text = [`## ${r.title}`, '', r.table, '', ...(r.extra !== undefined ? [r.extra, ''] : []), ...r.targets.map((t) => `- target: ${t}`), ...r.notes.map((n) => `- ${n}`), `- (${((Date.now() - t0) / 1000).toFixed(0)} s)`, ''].join('\n');
+    sections.push(text);
+    process.stdout.write(`${text}\n`);
+  }
+} finally {
+  work.cleanup();
+}
+const footer = `Total: ${((Date.now() - startedAt) / 1000).toFixed(0)} s.\n`;
+process.stdout.write(footer);
+if (values.out !== undefined) writeFileSync(values.out, `${header}\n${sections.join('\n')}\n${footer}`);

@@ -42,6 +42,10 @@ lint: node_modules ## typescript-eslint strictTypeChecked over src/ and test/
 check: build lint ## The README's test command: unit + integration + fault + e2e, in one run
 	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/fault/*.test.js dist/test/e2e/*.test.js
 
+.PHONY: bench
+bench: build ## Benchmarks (bench/, own package.json): prints the tables; BENCH_ARGS="--quick --out FILE"
+	cd bench && npm ci --no-audit --no-fund && $(NODE) run.mjs $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## Remove build output (dist/) and local run state (.run/)
 	rm -rf dist .run

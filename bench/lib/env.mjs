@@ -193,12 +193,15 @@ export async function collectGarbage(inspectPort) {
   }
 }
 
-/** The baseline HTTPS server (baseline/server.mjs). */
-export async function startBaseline(work, tls) {
+/**
+ * A baseline HTTPS server: baseline/server.mjs (bare node:https, the default) or
+ * baseline/koa-floor.mjs (the same work through Koa and @koa/router).
+ */
+export async function startBaseline(work, tls, script = 'server.mjs') {
   const port = await freePort();
-  const proc = startChild([join(BENCH_DIR, 'baseline/server.mjs'), String(port), tls.certFile, tls.keyFile], {}, join(work.dir, `baseline-${port}.log`));
+  const proc = startChild([join(BENCH_DIR, 'baseline', script), String(port), tls.certFile, tls.keyFile], {}, join(work.dir, `baseline-${script}-${port}.log`));
   const url = `https://127.0.0.1:${port}`;
-  await waitReady(`${url}/healthz`, tls.ca, proc.child, 'baseline');
+  await waitReady(`${url}/healthz`, tls.ca, proc.child, script);
   return { ...proc, url };
 }
 

@@ -69,11 +69,19 @@ export async function run({ work, tls, quick }) {
         findings.push({ containers, connections, throughputRatio, p99: s.p99 });
       }
     }
-    // What the gap is made of: the same scangate without its per-request decision log line.
+    // What the gap is made of: the framework alone (Koa + @koa/router doing the baseline's work), and
+    // the same scangate without its per-request decision log line.
     const quiet = await startScangate(work, tls, { ANCHORE_CLI_URL: sim.url, LOG_LEVEL: 'warn' }, 'scangate-quiet');
+    const koaFloor = await startBaseline(work, tls, 'koa-floor.mjs');
     try {
       await fetchText(`${quiet.url}/validate?timeout=10s`, { method: 'POST', body: bodies[1], ca: tls.ca });
-      for (const [label, target] of [['baseline', baseline], ['scangate, LOG_LEVEL=info (as above)', scangate], ['scangate, LOG_LEVEL=warn (no decision lines)', quiet]]) {
+      const servers = [
+        ['baseline (bare node:https)', baseline],
+        ['Koa + @koa/router, same work as the baseline (baseline/koa-floor.mjs)', koaFloor],
+        ['scangate, LOG_LEVEL=warn (no decision lines)', quiet],
+        ['scangate, LOG_LEVEL=info (as above)', scangate],
+      ];
+      for (const [label, target] of servers) {
         const url = `${target.url}/validate?timeout=10s`;
         await load({ url, body: bodies[1], connections: 16, duration: warmupS });
         const cpuBefore = cpuMs(target.pid);
@@ -84,7 +92,7 @@ export async function run({ work, tls, quick }) {
       const base = Number(logRows[0][1].replaceAll(',', ''));
       for (const row of logRows) row[2] = ratio(Number(row[1].replaceAll(',', '')), base);
     } finally {
-      await quiet.stop();
+      await Promise.all([quiet.stop(), koaFloor.stop()]);
     }
   } finally {
     await Promise.all([scangate.stop(), baseline.stop(), sim.stop()]);

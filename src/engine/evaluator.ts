@@ -1,8 +1,11 @@
 import type { Metrics } from '../observability/metrics.js';
 import { decide } from '../policy/decision.js';
-import { checkLocalRules } from '../policy/local-rules.js';
+import { LRUCache } from 'lru-cache';
+import { checkLocalRules, type LocalResult } from '../policy/local-rules.js';
 import type { ContainerImage, Decision, DecisionOptions, ImageAssessment, LocalRules } from '../policy/types.js';
 import type { ScanCoordinator } from './scan-coordinator.js';
+
+const LOCAL_RESULTS_MAX = 4096;
 
 export interface EvaluationRequest {
   readonly images: readonly ContainerImage[];
@@ -48,6 +51,17 @@ export interface Evaluator {
 export function createEvaluator(opts: EvaluatorOptions): Evaluator {
   const now = opts.now ?? (() => performance.now());
   const exempt = new Set(opts.exemptNamespaces);
+  // The local rules are a pure function of the image text and fixed settings, and a cluster runs few
+  // distinct images: each text is parsed and judged once (bounded; bench/ "cache-hit").
+  const localResults = new LRUCache<string, LocalResult>({ max: LOCAL_RESULTS_MAX });
+  const localRules = (image: string): LocalResult => {
+    let result = localResults.get(image);
+    if (result === undefined) {
+      result = checkLocalRules(image, opts.rules);
+      localResults.set(image, result);
+    }
+    return result;
+  };
   return {
     async evaluate(request) {
       if (request.namespace !== undefined && exempt.has(request.namespace)) {
@@ -64,7 +78,7 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
       const reports: ImageReport[] = [];
       const assessments = await Promise.all(
         [...byImage].map(async ([image, containers]): Promise<ImageAssessment> => {
-          const { reference, finding } = checkLocalRules(image, opts.rules);
+          const { reference, finding } = localRules(image);
           if (finding !== undefined || reference === undefined) {
             reports.push({
               image,

@@ -8,7 +8,7 @@ import {
   type AdmissionRequest,
 } from '../admission/admission-review.js';
 import { decodeImageReview, encodeImageReviewResponse } from '../admission/image-review.js';
-import { computeDeadline, type DeadlineSettings } from '../engine/deadline.js';
+import { computeDeadline, type Deadline, type DeadlineSettings } from '../engine/deadline.js';
 import type { Evaluation, Evaluator } from '../engine/evaluator.js';
 import { BadRequestError, describeError } from '../errors.js';
 import type { Endpoint, Metrics } from '../observability/metrics.js';
@@ -31,6 +31,14 @@ export interface AppOptions {
   readonly now?: () => number;
 }
 
+/**
+ * The `timeout` query parameter the API server adds (`?timeout=10s`), without parsing the whole query.
+ * A Go duration needs no percent-decoding; anything else is not a duration and the default applies.
+ */
+function timeoutParam(querystring: string): string | undefined {
+  return /(?:^|&)timeout=([^&]*)/.exec(querystring)?.[1];
+}
+
 function resultOf(evaluation: Evaluation, mode: 'enforce' | 'warn'): 'allowed' | 'denied' | 'warned' | 'exempt' {
   if (evaluation.exempt) return 'exempt';
   if (!evaluation.decision.allowed) return 'denied';
@@ -43,6 +51,31 @@ function resultOf(evaluation: Evaluation, mode: 'enforce' | 'warn'): 'allowed' |
  */
 export function createApp(opts: AppOptions): Koa {
   const now = opts.now ?? (() => performance.now());
+  // The API server sends the same `?timeout=` on every call of one webhook: parse each spelling once.
+  const deadlines = new Map<string | undefined, Deadline>();
+  const deadlineOf = (param: string | undefined): Deadline => {
+    let deadline = deadlines.get(param);
+    if (deadline === undefined) {
+      if (deadlines.size >= 64) deadlines.clear();
+      deadline = computeDeadline(param, opts.deadline);
+      deadlines.set(param, deadline);
+    }
+    return deadline;
+  };
+  /**
+   * Writes a webhook answer in one go. The two review endpoints are the hot path of every admission;
+   * Koa's response handling (header by header, then the body) costs about as much as the decision on
+   * a cache hit (bench/, docs/BENCHMARKS.md), so these answers bypass it (`ctx.respond = false`).
+   * While shutting down, the answer closes its connection, like every other answer (see below).
+   */
+  const sendJson = (ctx: Koa.Context, value: object): void => {
+    const body = JSON.stringify(value);
+    ctx.respond = false;
+    ctx.status = 200;
+    const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) };
+    if (!opts.state.ready) headers['connection'] = 'close';
+    ctx.res.writeHead(200, headers).end(body);
+  };
   const app = new Koa();
   const router = new Router();
   // Koa logs errors to stderr by default; ours are logged (and answered) by the middleware below.
@@ -75,11 +108,11 @@ export function createApp(opts: AppOptions): Koa {
     endpoint: Endpoint,
     images: readonly ContainerImage[],
     namespace: string | undefined,
-    timeoutParam: string | undefined,
+    timeout: string | undefined,
     logFields: Record<string, unknown>,
   ): Promise<Evaluation> {
     const startedAt = now();
-    const deadline = computeDeadline(timeoutParam, opts.deadline);
+    const deadline = deadlineOf(timeout);
     const evaluation = await opts.evaluator.evaluate({ images, budgetMs: deadline.budgetMs, ...(namespace !== undefined ? { namespace } : {}) });
     const durationMs = now() - startedAt;
     const result = resultOf(evaluation, opts.mode);
@@ -114,21 +147,23 @@ export function createApp(opts: AppOptions): Koa {
     const review = podReview(request);
     if (review === undefined) {
       // Not a pod creation or an ephemeral container: nothing of ours to judge.
-      ctx.body = encodeAdmissionResponse(request, { allowed: true });
+      sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
       return;
     }
-    const timeout = typeof ctx.query['timeout'] === 'string' ? ctx.query['timeout'] : undefined;
-    const evaluation = await judge('validate', review.images, request.namespace, timeout, {
+    const evaluation = await judge('validate', review.images, request.namespace, timeoutParam(ctx.querystring), {
       uid: request.uid,
       operation: request.operation,
       ...(request.subResource !== '' ? { subResource: request.subResource } : {}),
       pod: review.podName,
     });
-    ctx.body = encodeAdmissionResponse(request, {
-      allowed: evaluation.decision.allowed,
-      message: evaluation.decision.message,
-      warnings: evaluation.decision.warnings,
-    });
+    sendJson(
+      ctx,
+      encodeAdmissionResponse(request, {
+        allowed: evaluation.decision.allowed,
+        message: evaluation.decision.message,
+        warnings: evaluation.decision.warnings,
+      }),
+    );
   };
   router.post('/validate', validate);
   // kube-image-bouncer registered its webhook at the root path.
@@ -138,9 +173,8 @@ export function createApp(opts: AppOptions): Koa {
     ctx.state['endpoint'] = 'image_policy';
     const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
     const review = decodeImageReview(body);
-    const timeout = typeof ctx.query['timeout'] === 'string' ? ctx.query['timeout'] : undefined;
-    const evaluation = await judge('image_policy', review.images, review.namespace, timeout, {});
-    ctx.body = encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message });
+    const evaluation = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), {});
+    sendJson(ctx, encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message }));
   });
 
   router.get('/healthz', (ctx) => {

@@ -7,10 +7,12 @@ import type { LocalFinding, LocalRules } from './types.js';
  * Digest rule: a reference pinned by digest (`name@sha256:...`, also `name:latest@sha256:...`) is NOT
  * a latest-tag violation: the runtime pulls the digest, so what runs is fixed whatever the tag says.
  */
-export function checkLocalRules(
-  image: string,
-  rules: LocalRules,
-): { reference?: ImageReference; finding?: LocalFinding } {
+export interface LocalResult {
+  readonly reference?: ImageReference;
+  readonly finding?: LocalFinding;
+}
+
+export function checkLocalRules(image: string, rules: LocalRules): LocalResult {
   const parsed = parseImageReference(image);
   if (!parsed.valid) return { finding: { kind: 'invalid-reference', error: parsed.error } };
   const reference = parsed.reference;

@@ -71,7 +71,7 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     deadline: config.deadline,
     maxBodyBytes: config.server.maxBodyBytes,
     state,
-    mode: config.decision.mode,
+    modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
     ...clock,
   });
   return { config, cache, coordinator, evaluator, metrics, state, app };

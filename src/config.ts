@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { normaliseRegistry } from './policy/local-rules.js';
+import { NAMESPACE_MODES, type NamespaceMode } from './policy/mode.js';
 
 /** scangate's whole configuration, validated once at start-up and frozen. */
 export interface Config {
@@ -31,7 +32,14 @@ export interface Config {
     readonly maxConcurrentScans: number;
   };
   readonly rules: { readonly denyLatestTag: boolean; readonly registryAllowlist: readonly string[] };
-  readonly decision: { readonly mode: 'enforce' | 'warn'; readonly rejectIfTimeout: boolean };
+  readonly decision: {
+    readonly mode: 'enforce' | 'warn';
+    readonly rejectIfTimeout: boolean;
+    /** WORKLOAD_MODE: how a workload's pod template is judged at apply time. */
+    readonly workloadMode: 'enforce' | 'warn';
+    /** NAMESPACE_MODES: the `scangate.io/mode` label values namespaces may choose. */
+    readonly namespaceModes: readonly NamespaceMode[];
+  };
   readonly exemptNamespaces: readonly string[];
   readonly cache: { readonly maxEntries: number; readonly passTtlMs: number; readonly failTtlMs: number };
   readonly deadline: { readonly defaultTimeoutMs: number; readonly marginMs: number };
@@ -60,6 +68,8 @@ export const DEFAULTS = {
   DENY_LATEST_TAG: 'true',
   REGISTRY_ALLOWLIST: '',
   MODE: 'enforce',
+  WORKLOAD_MODE: 'enforce',
+  NAMESPACE_MODES: 'enforce,warn,off',
   REJECT_IF_TIMEOUT: 'true',
   EXEMPT_NAMESPACES: 'kube-system',
   CACHE_MAX_ENTRIES: '10000',
@@ -119,6 +129,8 @@ const schema = z.object({
   DENY_LATEST_TAG: bool,
   REGISTRY_ALLOWLIST: list,
   MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
+  WORKLOAD_MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
+  NAMESPACE_MODES: list.pipe(z.array(z.enum(NAMESPACE_MODES, { error: `expected a comma list of ${NAMESPACE_MODES.join(', ')}` }))),
   REJECT_IF_TIMEOUT: bool,
   EXEMPT_NAMESPACES: list,
   POD_NAMESPACE: optional,
@@ -228,7 +240,12 @@ export function parseConfig(
       maxConcurrentScans: v.MAX_CONCURRENT_SCANS,
     },
     rules: { denyLatestTag: v.DENY_LATEST_TAG, registryAllowlist: v.REGISTRY_ALLOWLIST.map(normaliseRegistry) },
-    decision: { mode: v.MODE, rejectIfTimeout: v.REJECT_IF_TIMEOUT },
+    decision: {
+      mode: v.MODE,
+      rejectIfTimeout: v.REJECT_IF_TIMEOUT,
+      workloadMode: v.WORKLOAD_MODE,
+      namespaceModes: [...new Set(v.NAMESPACE_MODES)],
+    },
     exemptNamespaces: [...exempt],
     cache: { maxEntries: v.CACHE_MAX_ENTRIES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
     deadline: { defaultTimeoutMs: v.DEFAULT_TIMEOUT_MS, marginMs: v.DEADLINE_MARGIN_MS },

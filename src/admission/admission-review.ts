@@ -21,12 +21,21 @@ export interface AdmissionRequest {
   readonly oldObject: unknown;
 }
 
-/** What to judge in a request; `undefined` from podReview() means "not ours, allow untouched". */
-export interface PodReview {
+/**
+ * What to judge in a request; `undefined` from imagesToJudge() means "not ours, allow untouched".
+ * Pods and the pod templates of workload controllers decode into this one shape.
+ */
+export interface Review {
+  /** `Pod`, or the workload whose pod template is judged (`Deployment`, `CronJob`, ...). */
+  readonly kind: ReviewKind;
+  /** metadata.name, or generateName (controller-created pods), or the request's name. */
+  readonly name?: string;
+  /** The images to judge: every one of a new object; those an UPDATE changes or adds. */
   readonly images: readonly ContainerImage[];
-  /** metadata.name, or generateName for controller-created pods. */
-  readonly podName?: string;
 }
+
+export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet' | 'ReplicaSet' | 'ReplicationController' | 'Job' | 'CronJob';
+export type ReviewKind = 'Pod' | WorkloadKind;
 
 export interface AdmissionAnswer {
   readonly allowed: boolean;
@@ -75,59 +84,143 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
   };
 }
 
-function containersOf(spec: Record<string, unknown>, field: string, kind: ContainerKind): ContainerImage[] {
-  const list = spec[field];
-  if (list === undefined || list === null) return [];
-  if (!Array.isArray(list)) throw new BadRequestError(`pod spec.${field} must be a list`);
-  return list.map((c, i) => {
-    if (!isObject(c)) throw new BadRequestError(`pod spec.${field}[${i}] must be an object`);
-    const image = c['image'];
-    if (typeof image !== 'string') throw new BadRequestError(`pod spec.${field}[${i}].image must be a string`);
-    const name = typeof c['name'] === 'string' && c['name'] !== '' ? c['name'] : `${field}[${i}]`;
-    return { container: name, kind, image };
-  });
-}
+/** Where each workload kind keeps its pod template, by `group/resource` (matchPolicy Equivalent). */
+const WORKLOADS: ReadonlyMap<string, { readonly kind: WorkloadKind; readonly templatePath: readonly string[]; readonly optional?: boolean }> = new Map([
+  ['apps/deployments', { kind: 'Deployment', templatePath: ['spec', 'template'] }],
+  ['apps/statefulsets', { kind: 'StatefulSet', templatePath: ['spec', 'template'] }],
+  ['apps/daemonsets', { kind: 'DaemonSet', templatePath: ['spec', 'template'] }],
+  ['apps/replicasets', { kind: 'ReplicaSet', templatePath: ['spec', 'template'] }],
+  // A ReplicationController may have no template (it then creates no pod).
+  ['/replicationcontrollers', { kind: 'ReplicationController', templatePath: ['spec', 'template'], optional: true }],
+  ['batch/jobs', { kind: 'Job', templatePath: ['spec', 'template'] }],
+  ['batch/cronjobs', { kind: 'CronJob', templatePath: ['spec', 'jobTemplate', 'spec', 'template'] }],
+]);
 
-function podSpec(object: unknown, what: string): { spec: Record<string, unknown>; metadata: Record<string, unknown> } {
-  if (!isObject(object)) throw new BadRequestError(`request.${what} must be a Pod object`);
-  const spec = object['spec'];
-  if (!isObject(spec)) throw new BadRequestError(`request.${what}.spec must be an object`);
-  return { spec, metadata: isObject(object['metadata']) ? object['metadata'] : {} };
+const CONTAINER_LISTS: ReadonlyArray<readonly [string, ContainerKind]> = [
+  ['initContainers', 'initContainer'],
+  ['containers', 'container'],
+  ['ephemeralContainers', 'ephemeralContainer'],
+];
+
+/** Every image a pod spec would make the kubelet pull: containers of each kind, and image volumes. */
+function imagesOfSpec(spec: Record<string, unknown>, where: string, workload: ContainerImage['workload']): ContainerImage[] {
+  const images: ContainerImage[] = [];
+  const extra = workload !== undefined ? { workload } : {};
+  for (const [field, kind] of CONTAINER_LISTS) {
+    const list = spec[field];
+    if (list === undefined || list === null) continue;
+    if (!Array.isArray(list)) throw new BadRequestError(`${where}.${field} must be a list`);
+    list.forEach((c: unknown, i) => {
+      if (!isObject(c)) throw new BadRequestError(`${where}.${field}[${i}] must be an object`);
+      const image = c['image'];
+      if (typeof image !== 'string') throw new BadRequestError(`${where}.${field}[${i}].image must be a string`);
+      const name = typeof c['name'] === 'string' && c['name'] !== '' ? c['name'] : `${field}[${i}]`;
+      images.push({ container: name, kind, image, ...extra });
+    });
+  }
+  // An image volume (`volumes[].image.reference`, KEP-4639) is pulled like a container image and its
+  // files can be executed from the mount: it is judged like one.
+  const volumes = spec['volumes'];
+  if (Array.isArray(volumes)) {
+    volumes.forEach((v: unknown, i) => {
+      if (!isObject(v) || !isObject(v['image'])) return;
+      const reference = v['image']['reference'];
+      if (typeof reference !== 'string') throw new BadRequestError(`${where}.volumes[${i}].image.reference must be a string`);
+      const name = typeof v['name'] === 'string' && v['name'] !== '' ? v['name'] : `volumes[${i}]`;
+      images.push({ container: name, kind: 'imageVolume', image: reference, ...extra });
+    });
+  } else if (volumes !== undefined && volumes !== null) {
+    throw new BadRequestError(`${where}.volumes must be a list`);
+  }
+  return images;
 }
 
 /**
- * The images a request asks to run: every container, init container and ephemeral container of a new
- * pod; for pods/ephemeralcontainers UPDATE only the ephemeral containers it adds or changes.
+ * The images of `after` that are not, under the same kind and name, in `before`: a changed image, a
+ * container added or renamed, an image moved to another container or from an init container to a
+ * regular one. When names are not unique on either side the two cannot be paired, and every image of
+ * `after` is judged (the API server rejects such a pod, but scangate does not rely on it).
  */
-export function podReview(request: AdmissionRequest): PodReview | undefined {
-  if (request.group !== '' || request.resource !== 'pods') return undefined;
-  const isCreate = request.operation === 'CREATE' && request.subResource === '';
-  const isEphemeral = request.operation === 'UPDATE' && request.subResource === 'ephemeralcontainers';
-  if (!isCreate && !isEphemeral) return undefined;
-  const { spec, metadata } = podSpec(request.object, 'object');
-  const podName =
-    typeof metadata['name'] === 'string' && metadata['name'] !== ''
-      ? metadata['name']
-      : typeof metadata['generateName'] === 'string'
-        ? metadata['generateName']
-        : request.name;
-  let images: ContainerImage[];
-  if (isCreate) {
-    images = [
-      ...containersOf(spec, 'initContainers', 'initContainer'),
-      ...containersOf(spec, 'containers', 'container'),
-      ...containersOf(spec, 'ephemeralContainers', 'ephemeralContainer'),
-    ];
-  } else {
-    const before = new Set<string>();
-    if (isObject(request.oldObject)) {
-      for (const c of containersOf(podSpec(request.oldObject, 'oldObject').spec, 'ephemeralContainers', 'ephemeralContainer')) {
-        before.add(`${c.container}\u0000${c.image}`);
-      }
-    }
-    images = containersOf(spec, 'ephemeralContainers', 'ephemeralContainer').filter((c) => !before.has(`${c.container}\u0000${c.image}`));
+export function changedImages(after: readonly ContainerImage[], before: readonly ContainerImage[] | undefined): readonly ContainerImage[] {
+  if (before === undefined) return after;
+  const key = (c: ContainerImage): string => `${c.kind}\u0000${c.container}`;
+  const old = new Map<string, string>();
+  for (const c of before) {
+    if (old.has(key(c))) return after;
+    old.set(key(c), c.image);
   }
-  return { images, ...(podName !== undefined ? { podName } : {}) };
+  const seen = new Set<string>();
+  for (const c of after) {
+    if (seen.has(key(c))) return after;
+    seen.add(key(c));
+  }
+  return after.filter((c) => old.get(key(c)) !== c.image);
+}
+
+function nameOf(object: Record<string, unknown>, request: AdmissionRequest): string | undefined {
+  const metadata = isObject(object['metadata']) ? object['metadata'] : {};
+  const name = metadata['name'];
+  if (typeof name === 'string' && name !== '') return name;
+  const generateName = metadata['generateName'];
+  if (typeof generateName === 'string' && generateName !== '') return generateName;
+  return request.name;
+}
+
+/** The pod spec inside `object` at `path` (`['spec']` for a pod), or undefined when `optional` and absent. */
+function specAt(object: unknown, what: string, path: readonly string[], optional: boolean): Record<string, unknown> | undefined {
+  if (!isObject(object)) throw new BadRequestError(`request.${what} must be an object`);
+  let node: Record<string, unknown> = object;
+  let where = `request.${what}`;
+  for (const key of [...path, 'spec']) {
+    const next = node[key];
+    where += `.${key}`;
+    if (optional && (next === undefined || next === null)) return undefined;
+    if (!isObject(next)) throw new BadRequestError(`${where} must be an object`);
+    node = next;
+  }
+  return node;
+}
+
+/**
+ * The images a request asks to run, as scangate judges them:
+ * - pods CREATE: every container, init container, ephemeral container and image volume;
+ * - pods UPDATE (also the `ephemeralcontainers` subresource): the images that differ from oldObject,
+ *   by kind and name (changedImages); an UPDATE that changes no image gives an empty list;
+ * - CREATE of a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job or
+ *   CronJob: the images of its pod template; UPDATE: those its template changes.
+ * Other subresources (status, scale, ...) and operations are not ours.
+ */
+export function imagesToJudge(request: AdmissionRequest): Review | undefined {
+  const isUpdate = request.operation === 'UPDATE';
+  if (request.operation !== 'CREATE' && !isUpdate) return undefined;
+  let kind: ReviewKind;
+  let templatePath: readonly string[];
+  let optional = false;
+  if (request.group === '' && request.resource === 'pods') {
+    // kubectl debug adds ephemeral containers through the subresource; nothing else of a pod's
+    // subresources (status, binding, resize, ...) can change an image.
+    if (request.subResource !== '' && !(isUpdate && request.subResource === 'ephemeralcontainers')) return undefined;
+    kind = 'Pod';
+    templatePath = [];
+  } else {
+    const workload = WORKLOADS.get(`${request.group}/${request.resource}`);
+    if (workload === undefined || request.subResource !== '') return undefined;
+    kind = workload.kind;
+    templatePath = workload.templatePath;
+    optional = workload.optional === true;
+  }
+  if (!isObject(request.object)) throw new BadRequestError(`request.object must be a ${kind} object`);
+  const name = nameOf(request.object, request);
+  const label = kind === 'Pod' ? undefined : { kind, ...(name !== undefined ? { name } : {}) };
+  const spec = specAt(request.object, 'object', templatePath, optional);
+  const after = spec === undefined ? [] : imagesOfSpec(spec, `${kind === 'Pod' ? 'pod' : `${kind} template`} spec`, label);
+  let images: readonly ContainerImage[] = after;
+  // Without an oldObject (never sent by the API server for UPDATE) everything is judged.
+  if (isUpdate && request.oldObject !== undefined && request.oldObject !== null) {
+    const oldSpec = specAt(request.oldObject, 'oldObject', templatePath, true);
+    images = changedImages(after, oldSpec === undefined ? [] : imagesOfSpec(oldSpec, 'oldObject spec', label));
+  }
+  return { kind, ...(name !== undefined ? { name } : {}), images };
 }
 
 /** Maps an answer back onto the AdmissionReview version the API server sent. */

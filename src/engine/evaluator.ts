@@ -2,7 +2,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { decide } from '../policy/decision.js';
 import { LRUCache } from 'lru-cache';
 import { checkLocalRules, type LocalResult } from '../policy/local-rules.js';
-import type { ContainerImage, Decision, DecisionOptions, ImageAssessment, LocalRules } from '../policy/types.js';
+import type { ContainerImage, Decision, DecisionOptions, ImageAssessment, LocalRules, Mode } from '../policy/types.js';
 import type { ScanCoordinator } from './scan-coordinator.js';
 
 const LOCAL_RESULTS_MAX = 4096;
@@ -13,6 +13,10 @@ export interface EvaluationRequest {
   readonly namespace?: string;
   /** How long this request may wait for verdicts (see deadline.ts). */
   readonly budgetMs: number;
+  /** This request's mode (per-namespace webhook entry); the evaluator's default when absent. */
+  readonly mode?: Mode;
+  /** 'workload': a pod template at apply time (see DecisionOptions.subject). Default 'pod'. */
+  readonly subject?: 'pod' | 'workload';
 }
 
 /** Per-image summary for the decision log line. */
@@ -98,8 +102,14 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
           return { image, containers, reference, scan: outcome };
         }),
       );
-      const decision = decide(assessments, opts.decision);
-      const action = opts.decision.rejectIfTimeout && opts.decision.mode === 'enforce' ? 'denied' : 'admitted';
+      const decisionOptions: DecisionOptions = {
+        ...opts.decision,
+        ...(request.mode !== undefined ? { mode: request.mode } : {}),
+        ...(request.subject !== undefined ? { subject: request.subject } : {}),
+      };
+      const decision = decide(assessments, decisionOptions);
+      const action =
+        decisionOptions.rejectIfTimeout && decisionOptions.mode === 'enforce' && decisionOptions.subject !== 'workload' ? 'denied' : 'admitted';
       if (reports.some((r) => r.result === 'timeout')) opts.metrics.deadlineExpiries.inc({ reason: 'timeout', action });
       if (reports.some((r) => r.result === 'scanner-error')) opts.metrics.deadlineExpiries.inc({ reason: 'scanner_error', action });
       const order = new Map([...byImage.keys()].map((k, i) => [k, i]));

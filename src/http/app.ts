@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import {
   decodeAdmissionReview,
   encodeAdmissionResponse,
-  podReview,
+  imagesToJudge,
   type AdmissionRequest,
 } from '../admission/admission-review.js';
 import { decodeImageReview, encodeImageReviewResponse } from '../admission/image-review.js';
@@ -12,7 +12,8 @@ import { computeDeadline, type Deadline, type DeadlineSettings } from '../engine
 import type { Evaluation, Evaluator } from '../engine/evaluator.js';
 import { BadRequestError, describeError } from '../errors.js';
 import type { Endpoint, Metrics } from '../observability/metrics.js';
-import type { ContainerImage } from '../policy/types.js';
+import { selectMode, type ModeSettings } from '../policy/mode.js';
+import type { ContainerImage, Mode } from '../policy/types.js';
 import { readJsonBody } from './read-json-body.js';
 
 export interface AppState {
@@ -27,7 +28,8 @@ export interface AppOptions {
   readonly deadline: DeadlineSettings;
   readonly maxBodyBytes: number;
   readonly state: AppState;
-  readonly mode: 'enforce' | 'warn';
+  /** MODE, NAMESPACE_MODES, WORKLOAD_MODE: which mode judges a request (policy/mode.ts). */
+  readonly modes: ModeSettings;
   readonly now?: () => number;
 }
 
@@ -39,7 +41,7 @@ function timeoutParam(querystring: string): string | undefined {
   return /(?:^|&)timeout=([^&]*)/.exec(querystring)?.[1];
 }
 
-function resultOf(evaluation: Evaluation, mode: 'enforce' | 'warn'): 'allowed' | 'denied' | 'warned' | 'exempt' {
+function resultOf(evaluation: Evaluation, mode: Mode): 'allowed' | 'denied' | 'warned' | 'exempt' {
   if (evaluation.exempt) return 'exempt';
   if (!evaluation.decision.allowed) return 'denied';
   return mode === 'warn' && evaluation.decision.findings.length > 0 ? 'warned' : 'allowed';
@@ -109,13 +111,20 @@ export function createApp(opts: AppOptions): Koa {
     images: readonly ContainerImage[],
     namespace: string | undefined,
     timeout: string | undefined,
+    how: { readonly mode: Mode; readonly subject: 'pod' | 'workload' },
     logFields: Record<string, unknown>,
   ): Promise<Evaluation> {
     const startedAt = now();
     const deadline = deadlineOf(timeout);
-    const evaluation = await opts.evaluator.evaluate({ images, budgetMs: deadline.budgetMs, ...(namespace !== undefined ? { namespace } : {}) });
+    const evaluation = await opts.evaluator.evaluate({
+      images,
+      budgetMs: deadline.budgetMs,
+      mode: how.mode,
+      subject: how.subject,
+      ...(namespace !== undefined ? { namespace } : {}),
+    });
     const durationMs = now() - startedAt;
-    const result = resultOf(evaluation, opts.mode);
+    const result = resultOf(evaluation, how.mode);
     opts.metrics.decisions.inc({ endpoint, result });
     opts.metrics.decisionDuration.observe({ endpoint }, durationMs / 1000);
     opts.logger.info(
@@ -123,6 +132,7 @@ export function createApp(opts: AppOptions): Koa {
         endpoint,
         ...logFields,
         namespace,
+        mode: how.mode,
         images: evaluation.images,
         allowed: evaluation.decision.allowed,
         result,
@@ -140,22 +150,39 @@ export function createApp(opts: AppOptions): Koa {
     return evaluation;
   }
 
-  const validate = async (ctx: Koa.Context): Promise<void> => {
+  /**
+   * The ValidatingAdmissionWebhook endpoint. `pathMode` is the mode of the webhook entry that called
+   * (one entry per namespace mode, each with its own namespaceSelector: see manifests/).
+   */
+  const validate = async (ctx: Koa.Context, pathMode: Mode | undefined): Promise<void> => {
     ctx.state['endpoint'] = 'validate';
     const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
     const request: AdmissionRequest = decodeAdmissionReview(body);
-    const review = podReview(request);
+    const review = imagesToJudge(request);
     if (review === undefined) {
-      // Not a pod creation or an ephemeral container: nothing of ours to judge.
+      // Not a pod, a workload or an ephemeral container: nothing of ours to judge.
       sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
       return;
     }
-    const evaluation = await judge('validate', review.images, request.namespace, timeoutParam(ctx.querystring), {
+    const subject = review.kind === 'Pod' ? 'pod' : 'workload';
+    const logFields = {
       uid: request.uid,
       operation: request.operation,
       ...(request.subResource !== '' ? { subResource: request.subResource } : {}),
-      pod: review.podName,
-    });
+      ...(subject === 'pod' ? { pod: review.name } : { kind: review.kind, name: review.name }),
+    };
+    if (review.images.length === 0) {
+      // An UPDATE that changes no image (labels, annotations, scaling, finalizers): nothing to scan.
+      opts.metrics.decisions.inc({ endpoint: 'validate', result: 'unchanged' });
+      opts.logger.debug({ endpoint: 'validate', ...logFields, namespace: request.namespace }, 'no image changed');
+      sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
+      return;
+    }
+    const choice = selectMode(opts.modes, pathMode, subject);
+    if (choice.refused !== undefined) {
+      opts.logger.warn({ path: ctx.path, uid: request.uid, namespace: request.namespace }, `mode ${choice.refused} is not in NAMESPACE_MODES: judged in ${choice.mode} mode`);
+    }
+    const evaluation = await judge('validate', review.images, request.namespace, timeoutParam(ctx.querystring), { mode: choice.mode, subject }, logFields);
     sendJson(
       ctx,
       encodeAdmissionResponse(request, {
@@ -165,15 +192,18 @@ export function createApp(opts: AppOptions): Koa {
       }),
     );
   };
-  router.post('/validate', validate);
+  router.post('/validate', (ctx) => validate(ctx, undefined));
+  router.post('/validate/enforce', (ctx) => validate(ctx, 'enforce'));
+  router.post('/validate/warn', (ctx) => validate(ctx, 'warn'));
   // kube-image-bouncer registered its webhook at the root path.
-  router.post('/', validate);
+  router.post('/', (ctx) => validate(ctx, undefined));
 
   router.post('/image_policy', async (ctx) => {
     ctx.state['endpoint'] = 'image_policy';
     const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
     const review = decodeImageReview(body);
-    const evaluation = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), {});
+    const how = { mode: opts.modes.defaultMode, subject: 'pod' } as const;
+    const evaluation = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {});
     sendJson(ctx, encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message }));
   });
 

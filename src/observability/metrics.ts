@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Endpoint = 'validate' | 'image_policy' | 'cli';
-export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'bad_request';
+export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'unchanged' | 'bad_request';
 export type CacheResult = 'hit' | 'miss' | 'shared';
 export type ScannerOperation = 'add_image' | 'get_image' | 'check';
 export type ScannerCallOutcome =

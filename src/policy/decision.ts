@@ -18,13 +18,24 @@ export const MESSAGES = {
   scannerError: 'Scanner error',
 } as const;
 
+/** The warning of a workload admitted before its images' verdicts were known. */
+export const WORKLOAD_WITHOUT_VERDICT = 'admitted without a verdict; its pods will be checked when they are created';
+
 const DEFAULT_MAX_MESSAGE_LENGTH = 1000;
 const MAX_WARNING_LENGTH = 250;
 
+const CONTAINER_LABELS: Readonly<Record<ContainerImage['kind'], string>> = {
+  container: 'container',
+  initContainer: 'init container',
+  ephemeralContainer: 'ephemeral container',
+  imageVolume: 'image volume',
+};
+
+/** `container "web"`; in a workload's template `deployment "shop" container "web"`. */
 function describeContainers(containers: readonly ContainerImage[]): string {
   const parts = containers.map((c) => {
-    const label = c.kind === 'initContainer' ? 'init container' : c.kind === 'ephemeralContainer' ? 'ephemeral container' : 'container';
-    return `${label} "${c.container}"`;
+    const owner = c.workload === undefined ? '' : `${c.workload.kind.toLowerCase()}${c.workload.name !== undefined ? ` "${c.workload.name}"` : ''} `;
+    return `${owner}${CONTAINER_LABELS[c.kind]} "${c.container}"`;
   });
   return parts.join(', ');
 }
@@ -43,6 +54,11 @@ function describeReasons(reasons: readonly StopReason[], maxReasons: number, max
   return shown.join('; ') + (more > 0 ? `; +${more} more` : '');
 }
 
+/** A workload is never refused for a verdict that is not there yet: its pods are checked at creation. */
+function missingVerdictDenies(opts: DecisionOptions): boolean {
+  return opts.subject !== 'workload' && opts.rejectIfTimeout;
+}
+
 function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOptions): Finding | undefined {
   const base = { image: a.image, containers: a.containers };
   switch (scan.kind) {
@@ -54,10 +70,10 @@ function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOpt
         ...base,
         kind: 'scan-timeout',
         detail: `no verdict within ${(scan.waitedMs / 1000).toFixed(1)}s; the scan continues in the background and a retry will use its verdict`,
-        denies: opts.rejectIfTimeout,
+        denies: missingVerdictDenies(opts),
       };
     case 'error':
-      return { ...base, kind: 'scanner-error', detail: scan.message, denies: opts.rejectIfTimeout };
+      return { ...base, kind: 'scanner-error', detail: scan.message, denies: missingVerdictDenies(opts) };
   }
 }
 
@@ -159,8 +175,9 @@ export function decide(images: readonly ImageAssessment[], opts: DecisionOptions
     for (const segment of renderSegments(findings, images, 1, 120)) warnings.push(truncate(segment, MAX_WARNING_LENGTH));
     return { allowed: true, message, warnings, findings };
   }
+  const why = opts.subject === 'workload' ? WORKLOAD_WITHOUT_VERDICT : 'admitted without a verdict (REJECT_IF_TIMEOUT=false)';
   for (const segment of renderSegments(notDenying, images, 1, 120)) {
-    warnings.push(truncate(`admitted without a verdict (REJECT_IF_TIMEOUT=false): ${segment}`, MAX_WARNING_LENGTH));
+    warnings.push(truncate(`${why}: ${segment}`, MAX_WARNING_LENGTH));
   }
   if (denying.length === 0) {
     return { allowed: true, message: notDenying.length > 0 ? warnings.join(' ') : '', warnings, findings };

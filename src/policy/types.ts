@@ -1,12 +1,14 @@
 import type { ImageReference } from '../reference/parse-reference.js';
 
-export type ContainerKind = 'container' | 'initContainer' | 'ephemeralContainer';
+export type ContainerKind = 'container' | 'initContainer' | 'ephemeralContainer' | 'imageVolume';
 
 /** One container's image as the request wrote it. */
 export interface ContainerImage {
   readonly container: string;
   readonly kind: ContainerKind;
   readonly image: string;
+  /** The workload whose pod template holds the container (absent for a pod): named in messages. */
+  readonly workload?: { readonly kind: string; readonly name?: string };
 }
 
 /** A stop row of the scanner's policy evaluation: why an image failed. */
@@ -41,10 +43,17 @@ export interface LocalRules {
   readonly registryAllowlist: readonly string[];
 }
 
+export type Mode = 'enforce' | 'warn';
+
 export interface DecisionOptions {
-  readonly mode: 'enforce' | 'warn';
+  readonly mode: Mode;
   /** Deny (true) or admit (false) when a verdict is missing because of a timeout or a scanner error. */
   readonly rejectIfTimeout: boolean;
+  /**
+   * 'pod' (default): the enforcement point. 'workload': a pod template at apply time, where a missing
+   * verdict never denies (the pods are checked when they are created) and is a warning instead.
+   */
+  readonly subject?: 'pod' | 'workload';
   /** Upper bound of the whole message, so a Kubernetes event stays readable. */
   readonly maxMessageLength?: number;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeAdmissionReview, encodeAdmissionResponse, podReview } from '../../src/admission/admission-review.js';
+import { decodeAdmissionReview, encodeAdmissionResponse, imagesToJudge } from '../../src/admission/admission-review.js';
 import { decodeImageReview, encodeImageReviewResponse } from '../../src/admission/image-review.js';
 import { BadRequestError } from '../../src/errors.js';
 import { admissionReview, imageReview } from '../helpers/harness.js';
@@ -25,9 +25,10 @@ test('every container of a new pod counts: init, regular and ephemeral', () => {
     initContainers: [{ name: 'setup', image: 'c:1' }],
     ephemeralContainers: [{ name: 'dbg', image: 'd:1' }],
   });
-  const review = podReview(decodeAdmissionReview(body));
+  const review = imagesToJudge(decodeAdmissionReview(body));
   assert.deepEqual(review, {
-    podName: 'web-7d4b9c-',
+    kind: 'Pod',
+    name: 'web-7d4b9c-',
     images: [
       { container: 'setup', kind: 'initContainer', image: 'c:1' },
       { container: 'c0', kind: 'container', image: 'a:1' },
@@ -42,16 +43,18 @@ test('pods/ephemeralcontainers UPDATE judges only the ephemeral containers it ad
     { containers: ['nginx'], ephemeralContainers: [{ name: 'old', image: 'busybox:1' }, { name: 'new', image: 'busybox:2' }] },
     { operation: 'UPDATE', subResource: 'ephemeralcontainers', oldSpec: { containers: ['nginx'], ephemeralContainers: [{ name: 'old', image: 'busybox:1' }] } },
   );
-  assert.deepEqual(podReview(decodeAdmissionReview(body))?.images, [{ container: 'new', kind: 'ephemeralContainer', image: 'busybox:2' }]);
+  assert.deepEqual(imagesToJudge(decodeAdmissionReview(body))?.images, [{ container: 'new', kind: 'ephemeralContainer', image: 'busybox:2' }]);
 });
 
-test('other operations and resources are not ours', () => {
-  const update = admissionReview({ containers: ['nginx'] }, { operation: 'UPDATE' }).body;
-  assert.equal(podReview(decodeAdmissionReview(update)), undefined);
+test('other operations, subresources and resources are not ours', () => {
+  for (const [operation, subResource] of [['DELETE', undefined], ['CONNECT', undefined], ['UPDATE', 'status'], ['CREATE', 'binding'], ['CREATE', 'eviction']] as const) {
+    const review = admissionReview({ containers: ['nginx'] }, { operation, ...(subResource !== undefined ? { subResource } : {}) }).body;
+    assert.equal(imagesToJudge(decodeAdmissionReview(review)), undefined, `${operation} ${subResource ?? ''}`);
+  }
   const { body } = admissionReview({ containers: ['nginx'] });
   const req = body['request'] as Record<string, unknown>;
-  req['resource'] = { group: 'apps', version: 'v1', resource: 'deployments' };
-  assert.equal(podReview(decodeAdmissionReview(body)), undefined);
+  req['resource'] = { group: 'apps', version: 'v1', resource: 'controllerrevisions' };
+  assert.equal(imagesToJudge(decodeAdmissionReview(body)), undefined);
 });
 
 test('malformed reviews are BadRequestErrors with a clear message', () => {
@@ -69,7 +72,7 @@ test('malformed reviews are BadRequestErrors with a clear message', () => {
   }
   const bad = admissionReview({ containers: ['x:1'] }).body;
   ((bad['request'] as Record<string, unknown>)['object'] as { spec: { containers: unknown } }).spec.containers = [{ name: 'a', image: 42 }];
-  assert.throws(() => podReview(decodeAdmissionReview(bad)), /spec.containers\[0\].image must be a string/);
+  assert.throws(() => imagesToJudge(decodeAdmissionReview(bad)), /spec.containers\[0\].image must be a string/);
 });
 
 test('ImageReview v1alpha1 round trip', () => {

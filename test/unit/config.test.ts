@@ -16,6 +16,8 @@ test('defaults are documented ones', () => {
   assert.equal(c.server.port, 8443);
   assert.equal(c.decision.rejectIfTimeout, true);
   assert.equal(c.decision.mode, 'enforce');
+  assert.equal(c.decision.workloadMode, 'enforce');
+  assert.deepEqual(c.decision.namespaceModes, ['enforce', 'warn', 'off']);
   assert.equal(c.rules.denyLatestTag, true);
   assert.deepEqual(c.rules.registryAllowlist, []);
   assert.deepEqual(c.exemptNamespaces, ['kube-system']);
@@ -88,5 +90,16 @@ test('contradictory TLS settings for the scanner are refused', () => {
   assert.throws(
     () => parseConfig({ ...tls, ANCHORE_INSECURE_SKIP_TLS_VERIFY: 'true', ANCHORE_CA_FILE: '/run/ca.pem' }, {}, readFile),
     /contradict/,
+  );
+});
+
+test('WORKLOAD_MODE and NAMESPACE_MODES', () => {
+  const c = parseConfig({ ...tls, WORKLOAD_MODE: 'warn', NAMESPACE_MODES: 'enforce, off,enforce' });
+  assert.equal(c.decision.workloadMode, 'warn');
+  assert.deepEqual(c.decision.namespaceModes, ['enforce', 'off']);
+  assert.deepEqual(parseConfig({ ...tls, NAMESPACE_MODES: '' }).decision.namespaceModes, []);
+  assert.throws(
+    () => parseConfig({ ...tls, WORKLOAD_MODE: 'audit', NAMESPACE_MODES: 'enforce,audit' }),
+    (e: unknown) => e instanceof ConfigError && /WORKLOAD_MODE: expected enforce or warn/.test(e.message) && /NAMESPACE_MODES: expected a comma list of enforce, warn, off/.test(e.message),
   );
 });

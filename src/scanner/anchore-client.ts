@@ -246,7 +246,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         const elapsedMs = now() - submittedAt;
         await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
         const got = await withRetry(
-          () => call('get_image', { method: 'GET', url: `/images/${encodeURIComponent(digest)}` }, signal),
+          () => call('get_image', { method: 'GET', url: `/images/${digest}` }, signal),
           signal,
           onCallResult,
         );
@@ -263,7 +263,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         const params: Record<string, string> = { tag, detail: 'true', history: 'false' };
         if (opts.policyId !== undefined) params['policyId'] = opts.policyId;
         const checked = await withRetry(
-          () => call('check', { method: 'GET', url: `/images/${encodeURIComponent(digest)}/check`, params }, signal, [404]),
+          () => call('check', { method: 'GET', url: `/images/${digest}/check`, params }, signal, [404]),
           signal,
           onCallResult,
         );

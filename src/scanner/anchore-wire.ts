@@ -22,6 +22,13 @@ export interface PolicyEvaluation {
   readonly finalActionReason?: string;
 }
 
+/**
+ * A manifest digest as Anchore keys images (the v2 spec's `{image_digest}` path pattern). Digests
+ * from the scanner's answers go into request paths as they are (`:` unencoded, as anchore-cli and
+ * Anchore's own clients send it), so nothing else may pass.
+ */
+export const IMAGE_DIGEST = /^sha256:[a-fA-F0-9]{64}$/;
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -56,6 +63,7 @@ export function pickRecord(records: readonly ImageRecord[], tag: string, digest:
     digest !== undefined ? r.imageDigest === digest : r.fulltags.some((t) => sameImageTag(t, tag)),
   );
   if (match === undefined) throw new ScannerProtocolError(`scanner returned no image record for ${digest ?? tag}`);
+  if (!IMAGE_DIGEST.test(match.imageDigest)) throw new ScannerProtocolError('scanner image record has no sha256 image digest');
   return match;
 }
 

@@ -9,25 +9,31 @@ import { parseArgs } from 'node:util';
 import { loadSimulatorData, SAMPLE_DATA_URL } from './data.js';
 import { SimulatorConfigError } from './errors.js';
 import { parseFaultConfig } from './faults.js';
-import { startScannerSimulator, type SimulatorOptions } from './server.js';
+import { SIMULATOR_APIS, startScannerSimulator, type SimulatorApi, type SimulatorOptions } from './server.js';
 
 export const SIMULATOR_USAGE = `usage: scangate scanner-sim [options]
 
-Runs an Anchore Engine v1 API simulator until SIGINT/SIGTERM.
+Runs an Anchore API simulator until SIGINT/SIGTERM: Anchore Engine's v1 API, Anchore
+Enterprise's v2 API, or both, with the same images, analysis lifecycle, verdicts and faults.
 
+  --api v1|v2|both          API served (default v1). v2 = Anchore Enterprise 5 (v2 only: /v2/...,
+                            GET /v2/version says api.version "2"); both = Enterprise 4.9.x
   --host HOST               listen address (default 127.0.0.1)
   --port N                  listen port (default 8228; 0 = ephemeral)
-  --base-path PATH          API prefix (default /v1; ANCHORE_CLI_URL = http://HOST:PORT/v1)
+  --base-path PATH          v1 API prefix (default /v1; ANCHORE_CLI_URL = http://HOST:PORT/v1)
+  --v2-base-path PATH       v2 API prefix (default /v2; ANCHORE_CLI_URL = http://HOST:PORT)
   --data FILE               scanner data file (default: samples/scanner-data.json)
   --analysis-delay-ms N     time from submission to 'analyzed' (default 0)
   --user USER               Basic auth user (default: $ANCHORE_CLI_USER, else admin)
   --pass PASS               Basic auth password (default: $ANCHORE_CLI_PASS, else foobar)
   --pass-file FILE          read the password from FILE (trailing newline removed)
   --faults JSON             initial fault config (see PUT /_sim/faults)
+  --record N                keep the last N requests and answers (GET /_sim/exchanges; default 0)
   --verbose                 log faults and admin changes as JSON lines
   --help                    show this text
 
-Admin (no auth): PUT /_sim/faults, PUT /_sim/analysis-delay {"ms":N}, GET /_sim/stats, POST /_sim/reset`;
+Admin (no auth): PUT /_sim/faults, PUT /_sim/analysis-delay {"ms":N}, GET /_sim/stats,
+GET /_sim/exchanges, POST /_sim/reset`;
 
 export interface SimulatorCliIo {
   readonly stdout?: { write(text: string): unknown };
@@ -59,7 +65,10 @@ export async function runSimulatorCli(argv: string[], env: NodeJS.ProcessEnv, io
       options: {
         host: { type: 'string' },
         port: { type: 'string' },
+        api: { type: 'string' },
         'base-path': { type: 'string' },
+        'v2-base-path': { type: 'string' },
+        record: { type: 'string' },
         data: { type: 'string' },
         'analysis-delay-ms': { type: 'string' },
         user: { type: 'string' },
@@ -81,6 +90,9 @@ export async function runSimulatorCli(argv: string[], env: NodeJS.ProcessEnv, io
 
   const problems: string[] = [];
   const port = integerFlag('port', values.port, 0, 65535, problems) ?? 8228;
+  const api = values.api ?? 'v1';
+  if (!(SIMULATOR_APIS as readonly string[]).includes(api)) problems.push(`--api must be one of ${SIMULATOR_APIS.join(', ')}, got ${JSON.stringify(api)}`);
+  const record = integerFlag('record', values.record, 0, 100_000, problems) ?? 0;
   const analysisDelayMs = integerFlag('analysis-delay-ms', values['analysis-delay-ms'], 0, 86_400_000, problems) ?? 0;
   if (values.pass !== undefined && values['pass-file'] !== undefined) problems.push('give --pass or --pass-file, not both');
   let password = values.pass ?? env['ANCHORE_CLI_PASS'] ?? 'foobar';
@@ -113,9 +125,12 @@ export async function runSimulatorCli(argv: string[], env: NodeJS.ProcessEnv, io
 
   const verbose = values.verbose === true;
   const options: SimulatorOptions = {
+    api: api as SimulatorApi,
     host: values.host ?? '127.0.0.1',
     port,
     basePath: values['base-path'] ?? '/v1',
+    v2BasePath: values['v2-base-path'] ?? '/v2',
+    record,
     user: values.user ?? env['ANCHORE_CLI_USER'] ?? 'admin',
     password,
     analysisDelayMs,
@@ -132,7 +147,7 @@ export async function runSimulatorCli(argv: string[], env: NodeJS.ProcessEnv, io
   }
   // Never the password (nor the user, which is a token on Sysdig).
   stdout.write(
-    `${JSON.stringify({ msg: 'scanner simulator listening', url: simulator.url, analysisDelayMs, data: dataFile })}\n`,
+    `${JSON.stringify({ msg: 'scanner simulator listening', api: simulator.api, url: simulator.url, urls: simulator.urls, analysisDelayMs, data: dataFile })}\n`,
   );
 
   await new Promise<void>((resolve) => {

@@ -1,19 +1,22 @@
 /**
  * Fault injection for the scanner simulator.
  *
- * Transport faults decide how a v1 call is answered, before authentication and routing:
+ * Transport faults decide how an API call (v1 or v2) is answered, before authentication and routing:
  * - `latencyMs`: wait this long before answering.
  * - `hang: true`: accept the request and never answer (the socket is destroyed by close()).
  * - `status`: answer with this HTTP status and an Anchore error body; `retryAfterSeconds` adds a
  *   `Retry-After` header (and a `WWW-Authenticate` header comes with 401).
  * - `malformed: true`: 200, `content-type: application/json`, a body that is not JSON.
- * - `wrongShape: true`: 200 with valid JSON of the wrong shape: an object where Anchore answers an
- *   array (addImage, getImage, listImages, check), an array where it answers an object (vuln).
+ * - `wrongShape: true`: 200 with valid JSON of the wrong shape. v1: an object where Anchore answers an
+ *   array (addImage, getImage, listImages, check), an array where it answers an object (vuln). v2:
+ *   an array where it answers an object (every v2 operation).
  * When several are set, `hang` wins over `status`, `status` over `malformed`, `malformed` over
  * `wrongShape`. `operations` limits all transport faults (latency included) to those operations
- * ('addImage' | 'getImage' | 'listImages' | 'check' | 'vuln'; without it every v1 call matches,
- * unknown routes too). `times: N` applies them to the first N matching calls only, counted from
- * the moment the config was set; later calls are answered normally.
+ * ('addImage' | 'getImage' | 'listImages' | 'check' | 'vuln' | 'version'; without it every API call
+ * matches, unknown routes too, except the version endpoint `GET /v2/version`, which is faulted only
+ * when `operations` names 'version': the image API's faults must not turn into API-detection
+ * failures of a client that probes the version first). `times: N` applies them to the first N
+ * matching calls only, counted from the moment the config was set; later calls are answered normally.
  *
  * Analysis faults change what the scanner knows, for as long as they are set (not limited by
  * `times` or `operations`):
@@ -26,9 +29,9 @@ import { z } from 'zod';
 import { SimulatorConfigError } from './errors.js';
 import { fulltagOf, parseSimImageRef } from './reference.js';
 
-export const OPERATIONS = ['addImage', 'getImage', 'listImages', 'check', 'vuln'] as const;
+export const OPERATIONS = ['addImage', 'getImage', 'listImages', 'check', 'vuln', 'version'] as const;
 export type SimOperation = (typeof OPERATIONS)[number];
-/** What a v1 request is: one of the operations, or anything else (status, ping, unknown routes). */
+/** What an API request is: one of the operations, or anything else (status, ping, unknown routes). */
 export type RouteOperation = SimOperation | 'other';
 
 /** See the module comment for the meaning of every knob. */
@@ -136,9 +139,10 @@ export class FaultInjector {
     return this.config.noActivePolicy === true;
   }
 
-  /** Decides how one v1 call is answered; a matching call uses up one of `times`. */
+  /** Decides how one API call is answered; a matching call uses up one of `times`. */
   decide(operation: RouteOperation): FaultDecision {
     const c = this.config;
+    if (operation === 'version' && c.operations?.includes('version') !== true) return NO_FAULT;
     const fault: TransportFault | undefined = c.hang
       ? { kind: 'hang' }
       : c.status !== undefined

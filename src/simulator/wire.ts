@@ -13,15 +13,15 @@ export function isoSeconds(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function badRequest(problem: string): AnchoreApiError {
+export function badRequest(problem: string): AnchoreApiError {
   return new AnchoreApiError(400, `Could not validate request due to error: ${problem}`, { validation_error: problem });
 }
 
-function tagRef(field: string, value: unknown): { ref: SimImageRef; digest: string | undefined } {
+export function tagRef(field: string, value: unknown): { ref: SimImageRef; digest: string | undefined } {
   if (typeof value !== 'string' || value.trim() === '') throw badRequest(`${field} is required and must be a non-empty string`);
   const parsed = parseSimImageRef(value);
   if (!parsed.ok) throw badRequest(`${field} ${JSON.stringify(value)} is not a valid image reference: ${parsed.error}`);
@@ -33,7 +33,7 @@ function tagRef(field: string, value: unknown): { ref: SimImageRef; digest: stri
 }
 
 /** A digest field: `sha256:...` or `repo@sha256:...` of the same repository as the tag. */
-function digestOf(field: string, value: unknown, ref: SimImageRef): string {
+export function digestOf(field: string, value: unknown, ref: SimImageRef): string {
   if (typeof value !== 'string') throw badRequest(`${field} must be a string`);
   if (DIGEST.test(value)) return value;
   const parsed = parseSimImageRef(value);
@@ -46,7 +46,7 @@ function digestOf(field: string, value: unknown, ref: SimImageRef): string {
   return parsed.ref.digest;
 }
 
-function merge(embedded: string | undefined, explicit: string | undefined): string | undefined {
+export function mergeDigests(embedded: string | undefined, explicit: string | undefined): string | undefined {
   if (embedded !== undefined && explicit !== undefined && embedded !== explicit) {
     throw badRequest('the digest in the tag and the digest field disagree');
   }
@@ -86,7 +86,7 @@ export function parseAddImageBody(body: unknown): SubmitRequest {
       if (typeof pull !== 'string' || !pull.includes('@')) {
         throw badRequest('source.digest.pullstring is required and must be a digest pull string (repo@sha256:...)');
       }
-      return withAnnotations({ ref: t.ref, digest: merge(t.digest, digestOf('source.digest.pullstring', pull, t.ref)) });
+      return withAnnotations({ ref: t.ref, digest: mergeDigests(t.digest, digestOf('source.digest.pullstring', pull, t.ref)) });
     }
     throw badRequest(`source.${kinds[0] ?? '?'} is not supported by this scanner`);
   }
@@ -95,7 +95,7 @@ export function parseAddImageBody(body: unknown): SubmitRequest {
   const digest = body['digest'];
   return withAnnotations({
     ref: t.ref,
-    digest: merge(t.digest, digest === undefined || digest === null ? undefined : digestOf('digest', digest, t.ref)),
+    digest: mergeDigests(t.digest, digest === undefined || digest === null ? undefined : digestOf('digest', digest, t.ref)),
   });
 }
 

@@ -71,3 +71,13 @@ test('submission tag: the written tag, or a synthetic one naming the digest, nev
   assert.equal(tagOf(`nginx@${digest}`), 'docker.io/library/nginx:sha256-999999999999');
   assert.equal(tagOf(`nginx:1@${digest}`), 'docker.io/library/nginx:1');
 });
+
+test('image list: a digest that is not sha256:<64 hex> never reaches a request path', () => {
+  const tag = 'docker.io/library/nginx:1';
+  for (const bad of ['../../admin', 'sha256:abc', `sha256:${'9'.repeat(64)}/check?x=`, `sha256%3A${'9'.repeat(64)}`]) {
+    const records = parseImageList([{ imageDigest: bad, analysis_status: 'analyzed', image_detail: [{ fulltag: tag }] }]);
+    assert.throws(() => pickRecord(records, tag, undefined), ScannerProtocolError, bad);
+  }
+  const good = parseImageList([{ imageDigest: digest, analysis_status: 'analyzed', image_detail: [{ fulltag: tag }] }]);
+  assert.equal(pickRecord(good, tag, undefined).imageDigest, digest);
+});

@@ -70,12 +70,20 @@ certs: ## Generate the webhook CA and serving certificate (service DNS names + 1
 	scripts/gen-certs.sh
 
 .PHONY: deploy
-deploy: ## Deploy scangate to the current context (WEBHOOK_URL=https://127.0.0.1:PORT: out-of-cluster)
+deploy: ## helm upgrade --install charts/scangate into the current context (WEBHOOK_URL=https://127.0.0.1:PORT: out-of-cluster)
 	IMAGE=$(IMAGE) scripts/deploy.sh
 
 .PHONY: undeploy
-undeploy: ## Remove scangate's webhook configuration and objects from the current context
+undeploy: ## helm uninstall (webhook configuration first) / remove the out-of-cluster registration
 	scripts/undeploy.sh
+
+.PHONY: helm
+helm: ## Build helm from its Go module (first run only, cached in ~/.cache/scangate); prints its path
+	@scripts/build-helm.sh
+
+.PHONY: chart-check
+chart-check: ## helm lint --strict + helm template of charts/scangate/ci/*; server-side dry run in the current context
+	scripts/check-chart.sh $(if $(KUBECONFIG),,--no-cluster)
 
 .PHONY: image-policy
 image-policy: ## Generate the ImagePolicyWebhook AdmissionConfiguration + kubeconfig (needs WEBHOOK_URL)

@@ -3,6 +3,9 @@
 # the official modules by build-control-plane.sh. There is no kubelet and no scheduler, so pods stay
 # Pending; that is all an admission webhook needs. --endpoint-reconciler-type=none: the "kubernetes"
 # Service gets no Endpoints, because Endpoints may not hold the loopback address the apiserver binds to.
+# --enable-aggregator-routing=true: a webhook behind a Service (the Helm chart's) is called at one of
+# the Service's endpoint addresses, never at its ClusterIP: with no kube-proxy a ClusterIP leads off
+# this machine, and with no endpoint (no kubelet, no Ready pod) the call fails right here, unsent.
 #
 # usage: cluster-up.sh                      start everything (a no-op when already running)
 #        cluster-up.sh --restart-apiserver  restart kube-apiserver only (same port and etcd), e.g. with
@@ -109,6 +112,7 @@ start_apiserver() {
     --authorization-mode=RBAC \
     --enable-admission-plugins="$plugins" \
     --endpoint-reconciler-type=none \
+    --enable-aggregator-routing=true \
     --allow-privileged=true --profiling=false --v=1 \
     "${extra[@]}"
   wait_until 120 "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" \

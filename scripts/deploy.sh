@@ -1,33 +1,39 @@
 #!/usr/bin/env bash
 # Deploys scangate to the current kubectl context (KUBECONFIG / kubectl config current-context).
 #
-# In-cluster (default): namespace, ServiceAccount, scanner-credentials Secret, TLS Secret, ConfigMap,
-#   Deployment, Service, PodDisruptionBudget; waits for the rollout, then registers the
-#   ValidatingWebhookConfiguration with the Service as clientConfig (registering it last means no pod
-#   creation is ever refused because scangate is not up yet).
-# Out-of-cluster (WEBHOOK_URL=https://127.0.0.1:PORT): only the namespace and the webhook configuration,
-#   with clientConfig.url pointing at a scangate you run yourself (how the local control plane, which
-#   has no kubelet, is used).
+# In-cluster (default): `helm upgrade --install` of charts/scangate (helm from build-helm.sh, built once
+#   and cached) into NAMESPACE, after creating the namespace (Pod Security "restricted") and the
+#   scangate-scanner Secret with the credentials; the chart makes the serving certificate, the
+#   Deployment, Service, PodDisruptionBudget and the ValidatingWebhookConfiguration. `make undeploy`
+#   is `helm uninstall` then.
+# Out-of-cluster (WEBHOOK_URL=https://127.0.0.1:PORT): only the namespace and the webhook configuration
+#   (manifests/validating-webhook.yaml), with clientConfig.url pointing at a scangate you run yourself
+#   (how the local control plane, which has no kubelet, is used by the demo and the e2e suite).
 #
 # Environment:
-#   NAMESPACE=scangate  IMAGE=scangate:0.1.0  CERT_DIR=.run/certs (gen-certs.sh runs if needed)
+#   NAMESPACE=scangate  RELEASE=scangate (helm release)  IMAGE=scangate:0.1.0 (repository:tag)
 #   ANCHORE_CLI_URL, ANCHORE_CLI_USER, ANCHORE_CLI_PASS   scanner endpoint and credentials (in-cluster,
-#       required); stored only in the scangate-scanner Secret, passed to kubectl through private files
-#   ANCHORE_CA_FILE           CA of the scanner's certificate, added to that Secret when set
-#   WEBHOOK_URL               out-of-cluster mode; "/validate" is appended when the URL has no path
+#       required); the credentials are stored only in the scangate-scanner Secret, passed to kubectl
+#       through private files, never to helm
+#   ANCHORE_CA_FILE           CA of the scanner's certificate (chart value scanner.caCert)
 #   WEBHOOK_TIMEOUT_SECONDS=30  EXEMPT_NAMESPACES=kube-system (scangate's namespace is always added)
-#   CA_BUNDLE_FILE=$CERT_DIR/ca.crt   the CA injected as caBundle
+#   ROLLOUT_TIMEOUT=180s      in-cluster: helm --wait --timeout for the pods; 0 = do not wait
+#   HELM_VALUES=FILE, HELM_ARGS="--set k=v ..."   in-cluster: more chart values (charts/scangate/values.yaml)
+#   HELM                      the helm binary (default: scripts/build-helm.sh's)
+#   WEBHOOK_URL               out-of-cluster mode; "/validate" is appended when the URL has no path
+#   CERT_DIR=.run/certs       out-of-cluster: gen-certs.sh runs if needed
+#   CA_BUNDLE_FILE=$CERT_DIR/ca.crt   out-of-cluster: the CA injected as caBundle
 #   VERIFY_WEBHOOK=true       out-of-cluster: first check that WEBHOOK_URL answers /readyz over TLS
 #                             verified with that CA (failurePolicy is Fail: a dead URL blocks all pods)
-#   ROLLOUT_TIMEOUT=180s      in-cluster: how long to wait for the Deployment; 0 = do not wait
-#   Passed to scangate through the scangate-config ConfigMap when set: the settings in CONFIG_KEYS below
-#   (README.md, "Configuration", describes each)
-# shellcheck disable=SC2034  # CONFIG_CHECKSUM, CLIENT_CONFIG, ... are read by render() through RENDER_VARS
+#   In-cluster, the settings in CONFIG_KEYS below are passed to the chart when set (README.md,
+#   "Settings", describes each)
+# shellcheck disable=SC2034  # CLIENT_CONFIG, ... are read by render() through RENDER_VARS
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-require "$KUBECTL" openssl base64 sha256sum
+require "$KUBECTL" openssl base64
 
 NAMESPACE="${NAMESPACE:-scangate}"
+RELEASE="${RELEASE:-scangate}"
 IMAGE="${IMAGE:-scangate:0.1.0}"
 WEBHOOK_TIMEOUT_SECONDS="${WEBHOOK_TIMEOUT_SECONDS:-30}"
 EXEMPT_NAMESPACES="${EXEMPT_NAMESPACES:-kube-system}"
@@ -42,13 +48,9 @@ if ! [[ "$WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WEBHOOK_TIMEOUT_SECONDS <
   die "WEBHOOK_TIMEOUT_SECONDS must be 1..30 (the API server's limit), got $WEBHOOK_TIMEOUT_SECONDS"
 fi
 [[ "$NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "NAMESPACE '$NAMESPACE' is not a valid namespace name"
+[[ "$RELEASE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "RELEASE '$RELEASE' is not a valid release name"
 
 apply() { "$KUBECTL" apply --server-side --force-conflicts --field-manager=scangate-deploy -f - >&2; }
-
-"$SCANGATE_ROOT/scripts/gen-certs.sh"
-CA_BUNDLE_FILE="${CA_BUNDLE_FILE:-$CERT_DIR/ca.crt}"
-[[ -f "$CA_BUNDLE_FILE" ]] || die "CA_BUNDLE_FILE $CA_BUNDLE_FILE does not exist"
-CA_BUNDLE=$(base64 -w0 <"$CA_BUNDLE_FILE")
 
 # ["kube-system", "scangate"]: the exempt namespaces as a YAML flow sequence, scangate's own included.
 EXEMPT_NAMESPACE_LIST=$(tr ',' '\n' <<<"$EXEMPT_NAMESPACES,$NAMESPACE" | sed 's/^ *//; s/ *$//' | grep -v '^$' |
@@ -64,6 +66,10 @@ render "$MANIFESTS/namespace.yaml" | apply
 if [[ -n "${WEBHOOK_URL:-}" ]]; then
   # --- out-of-cluster -------------------------------------------------------------------------------
   [[ "$WEBHOOK_URL" =~ ^https://[^/?#]+(/[^?#]*)?$ ]] || die "WEBHOOK_URL must look like https://HOST:PORT[/path], got $WEBHOOK_URL"
+  "$SCANGATE_ROOT/scripts/gen-certs.sh"
+  CA_BUNDLE_FILE="${CA_BUNDLE_FILE:-$CERT_DIR/ca.crt}"
+  [[ -f "$CA_BUNDLE_FILE" ]] || die "CA_BUNDLE_FILE $CA_BUNDLE_FILE does not exist"
+  CA_BUNDLE=$(base64 -w0 <"$CA_BUNDLE_FILE")
   base="${WEBHOOK_URL%/}"
   if [[ "$base" =~ ^https://[^/]+$ ]]; then url="$base/validate"; else url="$base"; fi
   if [[ "$VERIFY_WEBHOOK" == true ]]; then
@@ -74,51 +80,56 @@ if [[ -n "${WEBHOOK_URL:-}" ]]; then
   CLIENT_CONFIG="{url: \"$url\", caBundle: \"$CA_BUNDLE\"}"
   log "registering out-of-cluster scangate at $url"
 else
-  # --- in-cluster -----------------------------------------------------------------------------------
+  # --- in-cluster: helm upgrade --install of charts/scangate ---------------------------------------
   missing=()
   for v in ANCHORE_CLI_URL ANCHORE_CLI_USER; do [[ -n "${!v:-}" ]] || missing+=("$v"); done
   # Sysdig Secure takes the API token as the user and an empty password: set but empty is fine.
   [[ -n "${ANCHORE_CLI_PASS+set}" ]] || missing+=(ANCHORE_CLI_PASS)
   ((${#missing[@]} == 0)) || die "in-cluster deploy needs ${missing[*]} (or set WEBHOOK_URL for an out-of-cluster scangate)"
+  HELM="${HELM:-$("$SCANGATE_ROOT/scripts/build-helm.sh")}"
 
-  # Credentials go to kubectl as files in a private directory: never on a command line (ps) and never in
-  # a last-applied-configuration annotation (server-side apply writes none).
-  printf '%s' "$ANCHORE_CLI_URL" >"$tmp/url"
+  # The credentials go into a Secret of our own, through files in a private directory (never on a
+  # command line, never in helm's values or release history); the chart is told its name only.
   printf '%s' "$ANCHORE_CLI_USER" >"$tmp/user"
   printf '%s' "$ANCHORE_CLI_PASS" >"$tmp/pass"
-  secret_files=(--from-file=url="$tmp/url" --from-file=user="$tmp/user" --from-file=pass="$tmp/pass")
-  config_literals=()
-  if [[ -n "${ANCHORE_CA_FILE:-}" ]]; then
-    [[ -f "$ANCHORE_CA_FILE" ]] || die "ANCHORE_CA_FILE $ANCHORE_CA_FILE does not exist"
-    cp "$ANCHORE_CA_FILE" "$tmp/ca.crt"
-    secret_files+=(--from-file=ca.crt="$tmp/ca.crt")
-    config_literals+=(--from-literal=ANCHORE_CA_FILE=/etc/scangate/scanner/ca.crt)
-  fi
+  "$KUBECTL" -n "$NAMESPACE" create secret generic scangate-scanner --from-file=user="$tmp/user" \
+    --from-file=pass="$tmp/pass" --dry-run=client -o yaml | apply
+  rm -f "$tmp/user" "$tmp/pass"
+
+  # Values: the settings in CONFIG_KEYS that are set, each mapped to its chart value.
+  image_repo="${IMAGE%:*}" image_tag="${IMAGE##*:}"
+  if [[ "$IMAGE" != *:* || "$image_tag" == */* ]]; then image_repo="$IMAGE" image_tag=latest; fi
+  json_list() { tr ',' '\n' <<<"$1" | sed 's/^ *//; s/ *$//' | grep -v '^$' | sed 's/.*/"&"/' | paste -sd, | sed 's/.*/[&]/'; }
+  args=(--namespace "$NAMESPACE" --set-string "scanner.url=$ANCHORE_CLI_URL" --set-string scanner.existingSecret=scangate-scanner
+    --set-string "image.repository=$image_repo" --set-string "image.tag=$image_tag"
+    --set "webhook.timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS" --set-json "exemptNamespaces=$(json_list "$EXEMPT_NAMESPACES")")
+  [[ -z "${ANCHORE_CA_FILE:-}" ]] || { [[ -f "$ANCHORE_CA_FILE" ]] || die "ANCHORE_CA_FILE $ANCHORE_CA_FILE does not exist"; args+=(--set-file "scanner.caCert=$ANCHORE_CA_FILE"); }
+  declare -A VALUE_OF=([REJECT_IF_TIMEOUT]=rejectIfTimeout [DENY_LATEST_TAG]=denyLatestTag [MODE]=mode
+    [ANCHORE_POLICY_ID]=scanner.policyId [ANCHORE_ACCOUNT]=scanner.account [ANCHORE_INSECURE_SKIP_TLS_VERIFY]=scanner.insecureSkipTLSVerify
+    [LOG_LEVEL]=logLevel [DEADLINE_MARGIN_MS]=deadline.marginMs [DEFAULT_TIMEOUT_MS]=deadline.defaultTimeoutMs
+    [SCANNER_REQUEST_TIMEOUT_MS]=scanner.requestTimeoutMs [MAX_CONCURRENT_SCANS]=scanner.maxConcurrentScans
+    [CACHE_MAX_ENTRIES]=cache.maxEntries [CACHE_PASS_TTL_MS]=cache.passTtlMs [CACHE_FAIL_TTL_MS]=cache.failTtlMs)
   for k in "${CONFIG_KEYS[@]}"; do
-    if [[ -n "${!k:-}" ]]; then config_literals+=("--from-literal=$k=${!k}"); fi
+    [[ -n "${!k:-}" ]] || continue
+    case "$k" in
+      EXEMPT_NAMESPACES) ;; # above
+      REGISTRY_ALLOWLIST) args+=(--set-json "registryAllowlist=$(json_list "$REGISTRY_ALLOWLIST")") ;;
+      MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
+      *) args+=(--set "${VALUE_OF[$k]}=${!k}") ;;
+    esac
   done
-
-  "$KUBECTL" -n "$NAMESPACE" create secret generic scangate-scanner "${secret_files[@]}" --dry-run=client -o yaml >"$tmp/scanner-secret.yaml"
-  "$KUBECTL" -n "$NAMESPACE" create secret tls scangate-tls --cert="$CERT_DIR/tls.crt" --key="$CERT_DIR/tls.key" \
-    --dry-run=client -o yaml >"$tmp/tls-secret.yaml"
-  "$KUBECTL" -n "$NAMESPACE" create configmap scangate-config "${config_literals[@]}" --dry-run=client -o yaml >"$tmp/config.yaml"
-  CONFIG_CHECKSUM=$(cat "$tmp/scanner-secret.yaml" "$tmp/tls-secret.yaml" "$tmp/config.yaml" | sha256sum | cut -c1-16)
-  apply <"$tmp/scanner-secret.yaml"
-  apply <"$tmp/tls-secret.yaml"
-  apply <"$tmp/config.yaml"
-  rm -f "$tmp/url" "$tmp/user" "$tmp/pass" "$tmp/scanner-secret.yaml"
-
-  RENDER_VARS=(NAMESPACE IMAGE CONFIG_CHECKSUM)
-  for f in serviceaccount.yaml deployment.yaml service.yaml pdb.yaml; do
-    render "$MANIFESTS/$f" | apply
-  done
+  # Whatever else the caller wants: HELM_VALUES=file.yaml (extra -f), HELM_ARGS="--set a=b ..."
+  [[ -z "${HELM_VALUES:-}" ]] || args+=(-f "$HELM_VALUES")
+  # shellcheck disable=SC2206  # word splitting of HELM_ARGS is the point
+  [[ -z "${HELM_ARGS:-}" ]] || args+=(${HELM_ARGS})
   if [[ "$ROLLOUT_TIMEOUT" != 0 ]]; then
-    log "waiting up to $ROLLOUT_TIMEOUT for deployment/scangate (ROLLOUT_TIMEOUT=0 skips)"
-    "$KUBECTL" -n "$NAMESPACE" rollout status deployment/scangate --timeout="$ROLLOUT_TIMEOUT" >&2 ||
-      die "scangate did not become ready; see: $KUBECTL -n $NAMESPACE describe pods -l app.kubernetes.io/name=scangate"
+    args+=(--wait --timeout "$ROLLOUT_TIMEOUT")
+    log "helm upgrade --install $RELEASE, waiting up to $ROLLOUT_TIMEOUT for the pods (ROLLOUT_TIMEOUT=0 skips)"
   fi
-  CLIENT_CONFIG="{service: {namespace: \"$NAMESPACE\", name: \"scangate\", path: \"/validate\", port: 443}, caBundle: \"$CA_BUNDLE\"}"
-  log "registering in-cluster scangate (service $NAMESPACE/scangate)"
+  "$HELM" upgrade --install "$RELEASE" "$SCANGATE_ROOT/charts/scangate" "${args[@]}" >&2 ||
+    die "helm upgrade --install failed; see: $KUBECTL -n $NAMESPACE describe pods -l app.kubernetes.io/instance=$RELEASE"
+  log "done: release $RELEASE in namespace $NAMESPACE (helm -n $NAMESPACE status $RELEASE)"
+  exit 0
 fi
 
 RENDER_VARS=(WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)

@@ -139,7 +139,11 @@ class ChartCluster {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { generateName: 'probe-', namespace },
-      spec: { containers: [{ name: 'probe', image: 'nginx:1.25.3' }] },
+      // Fits Pod Security "restricted", enforced in scangate's namespace.
+      spec: {
+        securityContext: { runAsNonRoot: true, runAsUser: 10001, seccompProfile: { type: 'RuntimeDefault' } },
+        containers: [{ name: 'probe', image: 'nginx:1.25.3', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }],
+      },
     };
     return this.kubectl(['create', '--dry-run=server', '-f', '-'], JSON.stringify(pod));
   }
@@ -263,9 +267,12 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
   });
 
   scenario('2. the chart sets scangate\'s own defaults; its webhook entries are those of manifests/', async () => {
-    const rendered = await cluster.helmRun(['template', RELEASE, join(ROOT, 'charts/scangate'), '-n', NAMESPACE, '--set', 'scanner.url=http://x.example:8228/v1', '--show-only', 'templates/configmap.yaml', '-o', 'json']);
+    const rendered = await cluster.helmRun(['template', RELEASE, join(ROOT, 'charts/scangate'), '-n', NAMESPACE, '--set', 'scanner.url=http://x.example:8228/v1', '--show-only', 'templates/configmap.yaml']);
     assert.equal(rendered.code, 0, rendered.stderr);
-    const data = (JSON.parse(rendered.stdout) as { data: Record<string, string> }).data;
+    // kubectl as the YAML reader.
+    const asJson = await cluster.kubectl(['create', '--dry-run=client', '-o', 'json', '-f', '-'], rendered.stdout);
+    assert.equal(asJson.code, 0, asJson.stderr);
+    const data = (JSON.parse(asJson.stdout) as { data: Record<string, string> }).data;
     // On purpose: a cluster needs a shutdown delay, scangate's own namespace is exempt, the URL is required.
     const deliberate: Record<string, string> = { SHUTDOWN_DELAY_MS: '5000', EXEMPT_NAMESPACES: `kube-system,${NAMESPACE}`, ANCHORE_CLI_URL: 'http://x.example:8228/v1' };
     const defaults = DEFAULTS as Record<string, string>;

@@ -57,6 +57,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       if (errFd !== undefined) closeSync(errFd);
       resolve({ code: code ?? (signal === null ? 1 : 128), stdout, stderr, durationMs: performance.now() - started });
     });
+    // A child that exits before reading its input closes the pipe: EPIPE then, which is no failure.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(opts.input ?? '');
   });
 }

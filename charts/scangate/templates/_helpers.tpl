@@ -87,6 +87,8 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "SCAN_MAX_DURATION_MS" (include "scangate.int" $v.scanner.maxScanDurationMs)
   "MAX_CONCURRENT_SCANS" (include "scangate.int" $v.scanner.maxConcurrentScans)
   "MODE" $v.mode
+  "WORKLOAD_MODE" $v.workloadMode
+  "NAMESPACE_MODES" (join "," $v.namespaceModes)
   "REJECT_IF_TIMEOUT" (toString $v.rejectIfTimeout)
   "DENY_LATEST_TAG" (toString $v.denyLatestTag)
   "REGISTRY_ALLOWLIST" (join "," $v.registryAllowlist)

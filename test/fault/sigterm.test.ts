@@ -90,7 +90,7 @@ function assertCleanExit(child: ChildScangate, exit: ChildExit | undefined): voi
 }
 
 describe('SIGTERM under load', () => {
-  // As deployed (manifests/deployment.yaml sets 5 s): after SIGTERM scangate keeps accepting, with
+  // As deployed (charts/scangate sets 5 s): after SIGTERM scangate keeps accepting, with
   // readiness off, so connections already queued in the accept backlog or in a TLS handshake are
   // served too. (With SHUTDOWN_DELAY_MS=0 those are reset by the closing listener: see the report.)
   it('answers every request sent before the signal (cache hits and scans in progress), then exits 0', async () => {

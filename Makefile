@@ -65,6 +65,23 @@ cluster-up: ## Build (first run only) and start the local control plane; prints 
 cluster-down: ## Stop the local control plane (and the demo's scangate + simulator), delete its state
 	scripts/cluster-down.sh
 
+.PHONY: node-up
+node-up: build ## A one-node cluster with a real kubelet (containerd, runc, CNI) in its own network namespace (root)
+	scripts/node-up.sh
+
+.PHONY: node-down
+node-down: ## Stop the node of node-up: processes, mounts, network namespace, cgroups, state
+	scripts/node-down.sh
+
+.PHONY: node-images
+node-images: build ## scangate's and the pause image as OCI archives in .run/images (no Docker)
+	scripts/build-image.sh scangate .run/images/scangate.tar $(IMAGE)
+	scripts/build-image.sh pause .run/images/pause.tar
+
+.PHONY: bench-replicas
+bench-replicas: build ## On a node of its own: apply -> 20 pods created, scans shorter/longer than the webhook timeout
+	scripts/bench-replicas.sh
+
 .PHONY: certs
 certs: ## Generate the webhook CA and serving certificate (service DNS names + 127.0.0.1) in .run/certs
 	scripts/gen-certs.sh

@@ -34,9 +34,16 @@ stop() {
 container_pids() {
   local d
   for d in /sys/fs/cgroup/pids"$CGROUP_ROOT" /sys/fs/cgroup/memory"$CGROUP_ROOT"; do
-    [[ -d "$d" ]] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+    [[ -d "$d" ]] && find "$d" -name cgroup.procs -exec awk 1 {} + 2>/dev/null
   done
-  [[ -d "$STATE_DIR" ]] && find "$STATE_DIR" -maxdepth 4 \( -name shim.pid -o -name init.pid \) -exec cat {} + 2>/dev/null
+  [[ -d "$STATE_DIR" ]] && find "$STATE_DIR" -maxdepth 4 \( -name shim.pid -o -name init.pid \) -exec awk 1 {} + 2>/dev/null
+  # (awk 1: a pid file has no final newline.) The shims run in their task's bundle directory, under the
+  # state directory (also after it is gone).
+  local p cwd
+  for p in /proc/[0-9]*; do
+    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+    [[ "$cwd" == "$STATE_DIR/"* ]] && echo "${p#/proc/}"
+  done
   true
 }
 

@@ -198,8 +198,7 @@ start_controller_manager() {
 
 start_scheduler() {
   start_in_ns kube-scheduler "$NODE_BIN/kube-scheduler" \
-    --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
-    --authorization-kubeconfig="$KUBECONFIG_FILE" \
+    --kubeconfig="$KUBECONFIG_FILE" \
     --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --leader-elect=false --v=1
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { createVerdictCache, type VerdictCache } from './cache/verdict-cache.js';
 import type { Config } from './config.js';
 import { createEvaluator, type Evaluator } from './engine/evaluator.js';
+import { createPinner } from './engine/pinner.js';
 import { createScanCoordinator, type ScanCoordinator, type Scanner } from './engine/scan-coordinator.js';
 import { createApp, type AppState } from './http/app.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -72,6 +73,10 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     maxBodyBytes: config.server.maxBodyBytes,
     state,
     modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
+    breakGlass: config.breakGlass,
+    ...(config.pinning.enabled
+      ? { pinner: createPinner({ rules: config.rules, exemptNamespaces: config.exemptNamespaces, coordinator, ...clock }) }
+      : {}),
     ...clock,
   });
   return { config, cache, coordinator, evaluator, metrics, state, app };

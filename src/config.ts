@@ -41,6 +41,10 @@ export interface Config {
     readonly namespaceModes: readonly NamespaceMode[];
   };
   readonly exemptNamespaces: readonly string[];
+  /** Who may use the break-glass annotation (policy/break-glass.ts). */
+  readonly breakGlass: { readonly users: readonly string[]; readonly groups: readonly string[]; readonly controllers: readonly string[] };
+  /** Digest pinning by the mutating webhook (`/mutate`); off by default. */
+  readonly pinning: { readonly enabled: boolean };
   readonly cache: { readonly maxEntries: number; readonly passTtlMs: number; readonly failTtlMs: number };
   readonly deadline: { readonly defaultTimeoutMs: number; readonly marginMs: number };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -72,6 +76,17 @@ export const DEFAULTS = {
   NAMESPACE_MODES: 'enforce,warn,off',
   REJECT_IF_TIMEOUT: 'true',
   EXEMPT_NAMESPACES: 'kube-system',
+  BREAK_GLASS_USERS: '',
+  BREAK_GLASS_GROUPS: '',
+  // kube-controller-manager's identities: one per controller with --use-service-account-credentials
+  // (the usual set-up), its own otherwise.
+  BREAK_GLASS_CONTROLLERS: [
+    'system:kube-controller-manager',
+    ...['replicaset', 'replication', 'statefulset', 'daemon-set', 'job', 'deployment', 'cronjob'].map(
+      (c) => `system:serviceaccount:kube-system:${c}-controller`,
+    ),
+  ].join(','),
+  PIN_DIGESTS: 'false',
   CACHE_MAX_ENTRIES: '10000',
   CACHE_PASS_TTL_MS: '3600000',
   CACHE_FAIL_TTL_MS: '300000',
@@ -133,6 +148,10 @@ const schema = z.object({
   NAMESPACE_MODES: list.pipe(z.array(z.enum(NAMESPACE_MODES, { error: `expected a comma list of ${NAMESPACE_MODES.join(', ')}` }))),
   REJECT_IF_TIMEOUT: bool,
   EXEMPT_NAMESPACES: list,
+  BREAK_GLASS_USERS: list,
+  BREAK_GLASS_GROUPS: list,
+  BREAK_GLASS_CONTROLLERS: list,
+  PIN_DIGESTS: bool,
   POD_NAMESPACE: optional,
   CACHE_MAX_ENTRIES: int(1, 10_000_000),
   CACHE_PASS_TTL_MS: int(0, 30 * 24 * 3_600_000),
@@ -247,6 +266,8 @@ export function parseConfig(
       namespaceModes: [...new Set(v.NAMESPACE_MODES)],
     },
     exemptNamespaces: [...exempt],
+    breakGlass: { users: v.BREAK_GLASS_USERS, groups: v.BREAK_GLASS_GROUPS, controllers: v.BREAK_GLASS_CONTROLLERS },
+    pinning: { enabled: v.PIN_DIGESTS },
     cache: { maxEntries: v.CACHE_MAX_ENTRIES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
     deadline: { defaultTimeoutMs: v.DEFAULT_TIMEOUT_MS, marginMs: v.DEADLINE_MARGIN_MS },
     logLevel: v.LOG_LEVEL,

@@ -3,6 +3,7 @@
  * per version, as slok/kubewebhook does. Only src/admission knows Kubernetes shapes.
  */
 import { BadRequestError } from '../errors.js';
+import { BREAK_GLASS_ANNOTATION, type Requester } from '../policy/break-glass.js';
 import type { ContainerImage, ContainerKind } from '../policy/types.js';
 
 export const ADMISSION_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
@@ -19,6 +20,8 @@ export interface AdmissionRequest {
   readonly name?: string;
   readonly object: unknown;
   readonly oldObject: unknown;
+  /** request.userInfo: who asked (the API server's authenticator set it; absent in hand-written reviews). */
+  readonly userInfo?: Requester;
 }
 
 /**
@@ -32,6 +35,12 @@ export interface Review {
   readonly name?: string;
   /** The images to judge: every one of a new object; those an UPDATE changes or adds. */
   readonly images: readonly ContainerImage[];
+  /**
+   * The break-glass annotation (policy/break-glass.ts) of the pod, or of the workload's pod template
+   * (what its pods will carry; the workload's own metadata as a fallback), and of the old object on
+   * UPDATE. Absent when neither carries one.
+   */
+  readonly breakGlass?: { readonly value?: string; readonly previous?: string };
 }
 
 export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet' | 'ReplicaSet' | 'ReplicationController' | 'Job' | 'CronJob';
@@ -41,6 +50,43 @@ export interface AdmissionAnswer {
   readonly allowed: boolean;
   readonly message?: string;
   readonly warnings?: readonly string[];
+  /**
+   * Kubernetes audit annotations. Keys must be prefix-less qualified names (`verdict`, not
+   * `scangate.io/verdict`): the API server prefixes each with the webhook's name
+   * (`images.scangate.io/verdict`) and drops a key that is then not a qualified name.
+   */
+  readonly auditAnnotations?: Readonly<Record<string, string>>;
+  /** A JSONPatch (RFC 6902) for the object (mutating webhook only). */
+  readonly patch?: readonly JsonPatchOperation[];
+}
+
+export interface JsonPatchOperation {
+  readonly op: 'replace';
+  readonly path: string;
+  readonly value: string;
+}
+
+/** At most this many groups are kept from userInfo (a request's groups come from its authenticator). */
+const MAX_GROUPS = 256;
+
+function decodeUserInfo(value: unknown): Requester | undefined {
+  if (!isObject(value)) return undefined;
+  const username = typeof value['username'] === 'string' ? value['username'] : '';
+  const groups = Array.isArray(value['groups']) ? value['groups'].filter((g): g is string => typeof g === 'string').slice(0, MAX_GROUPS) : [];
+  return { username, groups };
+}
+
+/** A string annotation of an object's metadata (or of the object at `path` inside it), or undefined. */
+export function annotationOf(object: unknown, key: string, path: readonly string[] = []): string | undefined {
+  let node = object;
+  for (const step of path) node = isObject(node) ? node[step] : undefined;
+  if (!isObject(node)) return undefined;
+  const metadata = node['metadata'];
+  if (!isObject(metadata)) return undefined;
+  const annotations = metadata['annotations'];
+  if (!isObject(annotations)) return undefined;
+  const value = annotations[key];
+  return typeof value === 'string' ? value : undefined;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -70,6 +116,7 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
   const resource = isObject(request['resource']) ? request['resource'] : {};
   const namespace = optionalString(request, 'namespace', 'request');
   const name = optionalString(request, 'name', 'request');
+  const userInfo = decodeUserInfo(request['userInfo']);
   return {
     apiVersion: apiVersion as AdmissionVersion,
     uid,
@@ -81,6 +128,7 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
     ...(name !== undefined ? { name } : {}),
     object: request['object'],
     oldObject: request['oldObject'],
+    ...(userInfo !== undefined ? { userInfo } : {}),
   };
 }
 
@@ -220,7 +268,12 @@ export function imagesToJudge(request: AdmissionRequest): Review | undefined {
     const oldSpec = specAt(request.oldObject, 'oldObject', templatePath, true);
     images = changedImages(after, oldSpec === undefined ? [] : imagesOfSpec(oldSpec, 'oldObject spec', label));
   }
-  return { kind, ...(name !== undefined ? { name } : {}), images };
+  const glassOf = (object: unknown): string | undefined =>
+    annotationOf(object, BREAK_GLASS_ANNOTATION, templatePath) ?? (templatePath.length > 0 ? annotationOf(object, BREAK_GLASS_ANNOTATION) : undefined);
+  const value = glassOf(request.object);
+  const previous = isUpdate ? glassOf(request.oldObject) : undefined;
+  const breakGlass = value !== undefined || previous !== undefined ? { ...(value !== undefined ? { value } : {}), ...(previous !== undefined ? { previous } : {}) } : undefined;
+  return { kind, ...(name !== undefined ? { name } : {}), images, ...(breakGlass !== undefined ? { breakGlass } : {}) };
 }
 
 /** Maps an answer back onto the AdmissionReview version the API server sent. */
@@ -230,5 +283,12 @@ export function encodeAdmissionResponse(request: Pick<AdmissionRequest, 'apiVers
     response['status'] = { code: 403, reason: 'Forbidden', message: answer.message ?? 'denied by scangate' };
   }
   if (answer.warnings !== undefined && answer.warnings.length > 0) response['warnings'] = answer.warnings;
+  if (answer.auditAnnotations !== undefined && Object.keys(answer.auditAnnotations).length > 0) {
+    response['auditAnnotations'] = answer.auditAnnotations;
+  }
+  if (answer.allowed && answer.patch !== undefined && answer.patch.length > 0) {
+    response['patchType'] = 'JSONPatch';
+    response['patch'] = Buffer.from(JSON.stringify(answer.patch)).toString('base64');
+  }
   return { apiVersion: request.apiVersion, kind: 'AdmissionReview', response };
 }

@@ -1,5 +1,5 @@
 import type { Metrics } from '../observability/metrics.js';
-import { decide } from '../policy/decision.js';
+import { decideWithBreakGlass, type BreakGlassGrant } from '../policy/break-glass.js';
 import { LRUCache } from 'lru-cache';
 import { checkLocalRules, type LocalResult } from '../policy/local-rules.js';
 import type { ContainerImage, Decision, DecisionOptions, ImageAssessment, LocalRules, Mode } from '../policy/types.js';
@@ -17,6 +17,8 @@ export interface EvaluationRequest {
   readonly mode?: Mode;
   /** 'workload': a pod template at apply time (see DecisionOptions.subject). Default 'pod'. */
   readonly subject?: 'pod' | 'workload';
+  /** Whether the request may break glass (policy/break-glass.ts); absent: no annotation. */
+  readonly breakGlass?: BreakGlassGrant;
 }
 
 /** Per-image summary for the decision log line. */
@@ -107,7 +109,7 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
         ...(request.mode !== undefined ? { mode: request.mode } : {}),
         ...(request.subject !== undefined ? { subject: request.subject } : {}),
       };
-      const decision = decide(assessments, decisionOptions);
+      const decision = decideWithBreakGlass(assessments, decisionOptions, request.breakGlass);
       const action =
         decisionOptions.rejectIfTimeout && decisionOptions.mode === 'enforce' && decisionOptions.subject !== 'workload' ? 'denied' : 'admitted';
       if (reports.some((r) => r.result === 'timeout')) opts.metrics.deadlineExpiries.inc({ reason: 'timeout', action });

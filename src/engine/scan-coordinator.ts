@@ -50,6 +50,11 @@ interface InFlight {
 export interface ScanCoordinator {
   /** Cached verdict, or joins/starts the scan and waits at most `waitMs` for it. Never rejects. */
   lookup(reference: ImageReference, waitMs: number): Promise<Lookup>;
+  /**
+   * Stores a verdict under another reference to the same image: the digest-pinned form the mutating
+   * webhook wrote (`name:tag@digest`), so the validating webhook that follows finds it (no second scan).
+   */
+  remember(reference: ImageReference, verdict: ScanVerdict): void;
   /** Scans still running (for tests, metrics and shutdown). */
   readonly inFlight: number;
   /** Resolves when every background scan has settled. */
@@ -135,9 +140,14 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
     }
   }
 
+  const keyOf = (reference: ImageReference): string => verdictKey(reference.canonical, opts.policyId);
+
   return {
+    remember(reference, verdict) {
+      opts.cache.set(keyOf(reference), verdict);
+    },
     async lookup(reference, waitMs) {
-      const key = verdictKey(reference.canonical, opts.policyId);
+      const key = keyOf(reference);
       const cached = opts.cache.get(key);
       if (cached !== undefined) {
         opts.metrics.cacheLookups.inc({ result: 'hit' });

@@ -7,6 +7,10 @@ import {
   imagesToJudge,
   type AdmissionRequest,
 } from '../admission/admission-review.js';
+import { auditAnnotationsOf, pinAuditAnnotations } from '../admission/audit-annotations.js';
+import { pinPatch, pinTargets } from '../admission/pin-targets.js';
+import type { Pinner } from '../engine/pinner.js';
+import { judgeBreakGlass, type BreakGlassGrant, type BreakGlassSettings } from '../policy/break-glass.js';
 import { decodeImageReview, encodeImageReviewResponse } from '../admission/image-review.js';
 import { computeDeadline, type Deadline, type DeadlineSettings } from '../engine/deadline.js';
 import type { Evaluation, Evaluator } from '../engine/evaluator.js';
@@ -30,8 +34,14 @@ export interface AppOptions {
   readonly state: AppState;
   /** MODE, NAMESPACE_MODES, WORKLOAD_MODE: which mode judges a request (policy/mode.ts). */
   readonly modes: ModeSettings;
+  /** Who may break glass; absent: nobody (every annotated request is refused). */
+  readonly breakGlass?: BreakGlassSettings;
+  /** Digest pinning (PIN_DIGESTS); absent: `/mutate` answers every request unchanged. */
+  readonly pinner?: Pinner;
   readonly now?: () => number;
 }
+
+const NO_BREAK_GLASS: BreakGlassSettings = { users: [], groups: [], controllers: [] };
 
 /**
  * The `timeout` query parameter the API server adds (`?timeout=10s`), without parsing the whole query.
@@ -113,7 +123,8 @@ export function createApp(opts: AppOptions): Koa {
     timeout: string | undefined,
     how: { readonly mode: Mode; readonly subject: 'pod' | 'workload' },
     logFields: Record<string, unknown>,
-  ): Promise<Evaluation> {
+    breakGlass?: BreakGlassGrant,
+  ): Promise<{ evaluation: Evaluation; auditAnnotations: Record<string, string> }> {
     const startedAt = now();
     const deadline = deadlineOf(timeout);
     const evaluation = await opts.evaluator.evaluate({
@@ -122,11 +133,36 @@ export function createApp(opts: AppOptions): Koa {
       mode: how.mode,
       subject: how.subject,
       ...(namespace !== undefined ? { namespace } : {}),
+      ...(breakGlass !== undefined ? { breakGlass } : {}),
     });
     const durationMs = now() - startedAt;
     const result = resultOf(evaluation, how.mode);
     opts.metrics.decisions.inc({ endpoint, result });
     opts.metrics.decisionDuration.observe({ endpoint }, durationMs / 1000);
+    const used = evaluation.decision.breakGlass;
+    const glass = used !== undefined && breakGlass !== undefined && breakGlass.kind !== 'none' ? { outcome: used, user: breakGlass.user, reason: breakGlass.reason } : undefined;
+    const auditAnnotations = auditAnnotationsOf({
+      decision: result,
+      images: evaluation.images.map((i) => ({ image: i.image, result: i.result, ...(i.digest !== undefined ? { digest: i.digest } : {}) })),
+      ...(glass !== undefined ? { breakGlass: glass } : {}),
+    });
+    if (glass !== undefined) {
+      opts.metrics.breakGlass.inc({ outcome: glass.outcome });
+      // One line per use, at warn so it stands out: who, why (escaped, bounded tenant text), what it did.
+      opts.logger.warn(
+        {
+          endpoint,
+          ...logFields,
+          namespace,
+          user: glass.user,
+          via: breakGlass?.kind === 'granted' ? breakGlass.via : undefined,
+          reason: glass.reason,
+          outcome: glass.outcome,
+          bypassed: glass.outcome === 'admitted' ? evaluation.decision.findings.filter((f) => f.denies).map((f) => ({ image: f.image, kind: f.kind })) : undefined,
+        },
+        'break-glass',
+      );
+    }
     opts.logger.info(
       {
         endpoint,
@@ -144,10 +180,11 @@ export function createApp(opts: AppOptions): Koa {
         },
         budgetMs: deadline.budgetMs,
         durationMs: Math.round(durationMs * 100) / 100,
+        auditAnnotations,
       },
       'decision',
     );
-    return evaluation;
+    return { evaluation, auditAnnotations };
   }
 
   /**
@@ -171,7 +208,16 @@ export function createApp(opts: AppOptions): Koa {
       ...(request.subResource !== '' ? { subResource: request.subResource } : {}),
       ...(subject === 'pod' ? { pod: review.name } : { kind: review.kind, name: review.name }),
     };
-    if (review.images.length === 0) {
+    // Break-glass is judged when the object carries the annotation and the request has images to
+    // judge, or adds or changes the annotation (a template's annotation is honoured later, when its
+    // controller creates pods from it: it must be vetted now, by the identity of whoever writes it).
+    const glass = review.breakGlass;
+    const annotationChanged = glass !== undefined && glass.value !== undefined && glass.value !== glass.previous;
+    const breakGlass =
+      glass?.value !== undefined && (review.images.length > 0 || annotationChanged)
+        ? judgeBreakGlass(glass.value, request.userInfo, opts.breakGlass ?? NO_BREAK_GLASS)
+        : undefined;
+    if (review.images.length === 0 && breakGlass === undefined) {
       // An UPDATE that changes no image (labels, annotations, scaling, finalizers): nothing to scan.
       opts.metrics.decisions.inc({ endpoint: 'validate', result: 'unchanged' });
       opts.logger.debug({ endpoint: 'validate', ...logFields, namespace: request.namespace }, 'no image changed');
@@ -182,13 +228,22 @@ export function createApp(opts: AppOptions): Koa {
     if (choice.refused !== undefined) {
       opts.logger.warn({ path: ctx.path, uid: request.uid, namespace: request.namespace }, `mode ${choice.refused} is not in NAMESPACE_MODES: judged in ${choice.mode} mode`);
     }
-    const evaluation = await judge('validate', review.images, request.namespace, timeoutParam(ctx.querystring), { mode: choice.mode, subject }, logFields);
+    const { evaluation, auditAnnotations } = await judge(
+      'validate',
+      review.images,
+      request.namespace,
+      timeoutParam(ctx.querystring),
+      { mode: choice.mode, subject },
+      logFields,
+      breakGlass,
+    );
     sendJson(
       ctx,
       encodeAdmissionResponse(request, {
         allowed: evaluation.decision.allowed,
         message: evaluation.decision.message,
         warnings: evaluation.decision.warnings,
+        auditAnnotations,
       }),
     );
   };
@@ -198,12 +253,67 @@ export function createApp(opts: AppOptions): Koa {
   // kube-image-bouncer registered its webhook at the root path.
   router.post('/', (ctx) => validate(ctx, undefined));
 
+  /**
+   * The mutating webhook (digest pinning). Never refuses: whatever goes wrong after the body is
+   * decoded, the answer is "allowed, unchanged" and the validating webhook decides as always.
+   */
+  router.post('/mutate', async (ctx) => {
+    ctx.state['endpoint'] = 'mutate';
+    const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
+    const request: AdmissionRequest = decodeAdmissionReview(body);
+    const pinner = opts.pinner;
+    if (pinner === undefined) {
+      sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
+      return;
+    }
+    const startedAt = now();
+    try {
+      const targets = pinTargets(request);
+      if (targets.length === 0) {
+        sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
+        return;
+      }
+      const deadline = deadlineOf(timeoutParam(ctx.querystring));
+      const result = await pinner.pin({ targets, budgetMs: deadline.budgetMs, ...(request.namespace !== undefined ? { namespace: request.namespace } : {}) });
+      if (result.pins.length > 0) opts.metrics.pins.inc({ result: 'pinned' }, result.pins.length);
+      for (const u of result.unpinned) opts.metrics.pins.inc({ result: u.reason });
+      const durationMs = now() - startedAt;
+      opts.metrics.decisions.inc({ endpoint: 'mutate', result: result.exempt ? 'exempt' : 'allowed' });
+      opts.metrics.decisionDuration.observe({ endpoint: 'mutate' }, durationMs / 1000);
+      opts.logger.info(
+        {
+          endpoint: 'mutate',
+          uid: request.uid,
+          operation: request.operation,
+          namespace: request.namespace,
+          resource: `${request.group}/${request.resource}`,
+          pinned: result.pins.map((p) => ({ image: p.image, digest: p.digest })),
+          unpinned: result.unpinned,
+          budgetMs: deadline.budgetMs,
+          durationMs: Math.round(durationMs * 100) / 100,
+        },
+        'pin',
+      );
+      sendJson(
+        ctx,
+        encodeAdmissionResponse(request, {
+          allowed: true,
+          patch: pinPatch(result.pins),
+          auditAnnotations: pinAuditAnnotations(result.pins),
+        }),
+      );
+    } catch (error) {
+      opts.logger.error({ endpoint: 'mutate', uid: request.uid, err: describeError(error) }, 'pinning failed; answered unchanged');
+      sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
+    }
+  });
+
   router.post('/image_policy', async (ctx) => {
     ctx.state['endpoint'] = 'image_policy';
     const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
     const review = decodeImageReview(body);
     const how = { mode: opts.modes.defaultMode, subject: 'pod' } as const;
-    const evaluation = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {});
+    const { evaluation } = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {});
     sendJson(ctx, encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message }));
   });
 

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type Endpoint = 'validate' | 'image_policy' | 'cli';
+export type Endpoint = 'validate' | 'image_policy' | 'cli' | 'mutate';
 export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'unchanged' | 'bad_request';
 export type CacheResult = 'hit' | 'miss' | 'shared';
 export type ScannerOperation = 'add_image' | 'get_image' | 'check';
@@ -26,6 +26,8 @@ export interface Metrics {
   readonly cacheLookups: Counter<'result'>;
   readonly deadlineExpiries: Counter<'reason' | 'action'>;
   readonly scansInProgress: Gauge;
+  readonly breakGlass: Counter<'outcome'>;
+  readonly pins: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number } = {}): Metrics {
@@ -80,6 +82,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
       name: 'scangate_deadline_expiries_total',
       help: 'Requests answered without a verdict, by reason (timeout | scanner_error) and action (denied | admitted)',
       labelNames: ['reason', 'action'],
+      registers: [registry],
+    }),
+    breakGlass: new Counter({
+      name: 'scangate_break_glass_total',
+      help: 'Requests carrying the break-glass annotation, by outcome (admitted | not_needed | refused | ineffective)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    pins: new Counter({
+      name: 'scangate_pins_total',
+      help: 'Images seen by the mutating webhook, by result (pinned | already_pinned | local_rule | no_verdict)',
+      labelNames: ['result'],
       registers: [registry],
     }),
     scansInProgress: new Gauge({

@@ -18,12 +18,18 @@ export interface StopReason {
   readonly output: string;
 }
 
-/** The scanner's answer for one image. Cached. */
+/**
+ * The scanner's answer for one image. Cached. `digest` is the manifest the scanner analysed (one
+ * platform); `pinDigest`, when the scanner reports a different one, is the manifest list that tag
+ * points at (Anchore's parentDigest / parent_digest): the digest to pin a pod to, so that nodes of
+ * every architecture can still pull it.
+ */
 export type ScanVerdict =
-  | { readonly status: 'pass'; readonly digest: string; readonly policyId?: string; readonly warnings: number }
+  | { readonly status: 'pass'; readonly digest: string; readonly pinDigest?: string; readonly policyId?: string; readonly warnings: number }
   | {
       readonly status: 'fail';
       readonly digest: string;
+      readonly pinDigest?: string;
       readonly policyId?: string;
       readonly reasons: readonly StopReason[];
       /** 'policy': stop rows; 'analysis_failed': the scanner could not analyse the image. */
@@ -95,4 +101,6 @@ export interface Decision {
   readonly message: string;
   readonly warnings: readonly string[];
   readonly findings: readonly Finding[];
+  /** Set when the request carried a break-glass annotation (policy/break-glass.ts). */
+  readonly breakGlass?: 'admitted' | 'not_needed' | 'refused' | 'ineffective';
 }

@@ -16,7 +16,7 @@ import type { Scanner } from '../engine/scan-coordinator.js';
 import type { Metrics, ScannerCallOutcome, ScannerOperation } from '../observability/metrics.js';
 import type { ScanVerdict } from '../policy/types.js';
 import type { ImageReference } from '../reference/parse-reference.js';
-import { errorMessage, parseCheck, parseImageList, pickRecord } from './anchore-wire.js';
+import { errorMessage, parseCheck, parseImageList, pickRecord, pinDigestOf } from './anchore-wire.js';
 
 export interface AnchoreClientOptions {
   /** Base URL including any `/v1`-style prefix, exactly as anchore-cli takes ANCHORE_CLI_URL. */
@@ -253,8 +253,10 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         record = pickRecord(parseImageList(got.body), tag, digest);
       };
       for (;;) {
+        const pinDigest = pinDigestOf(record);
+        const pin = pinDigest !== undefined ? { pinDigest } : {};
         if (record.analysisStatus === 'analysis_failed') {
-          return { status: 'fail', digest, reasons: [], cause: 'analysis_failed' };
+          return { status: 'fail', digest, ...pin, reasons: [], cause: 'analysis_failed' };
         }
         if (record.analysisStatus !== 'analyzed') {
           await poll();
@@ -282,13 +284,13 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         const evaluation = parseCheck(checked.body, digest, tag);
         const policyId = evaluation.policyId ?? opts.policyId;
         if (evaluation.status === 'pass') {
-          return { status: 'pass', digest, warnings: evaluation.warnCount, ...(policyId !== undefined ? { policyId } : {}) };
+          return { status: 'pass', digest, ...pin, warnings: evaluation.warnCount, ...(policyId !== undefined ? { policyId } : {}) };
         }
         const reasons =
           evaluation.stopReasons.length > 0
             ? evaluation.stopReasons
             : [{ gate: 'policy', trigger: evaluation.finalActionReason ?? 'final_action', output: 'the policy evaluation ended in stop' }];
-        return { status: 'fail', digest, reasons, cause: 'policy', ...(policyId !== undefined ? { policyId } : {}) };
+        return { status: 'fail', digest, ...pin, reasons, cause: 'policy', ...(policyId !== undefined ? { policyId } : {}) };
       }
     },
   };

@@ -12,6 +12,11 @@ export interface ImageRecord {
   readonly imageDigest: string;
   readonly analysisStatus: AnalysisStatus;
   readonly fulltags: readonly string[];
+  /**
+   * The manifest-list digest when the analysed image came from a multi-arch tag (`parentDigest`); for
+   * a single-platform image Anchore repeats the image digest. Only kept when it is a well-formed digest.
+   */
+  readonly parentDigest?: string;
 }
 
 export interface PolicyEvaluation {
@@ -28,6 +33,14 @@ export interface PolicyEvaluation {
  * Anchore's own clients send it), so nothing else may pass.
  */
 export const IMAGE_DIGEST = /^sha256:[a-fA-F0-9]{64}$/;
+
+/** A pin digest must also be one the reference grammar accepts (lower-case hex). */
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** The digest to pin a pod to: the manifest list when the scanner names one, else the analysed manifest. */
+export function pinDigestOf(record: ImageRecord): string | undefined {
+  return record.parentDigest !== undefined && record.parentDigest !== record.imageDigest ? record.parentDigest : undefined;
+}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -50,7 +63,9 @@ export function parseImageList(body: unknown): ImageRecord[] {
     }
     const details = Array.isArray(raw['image_detail']) ? raw['image_detail'] : [];
     const fulltags = details.flatMap((d) => (isRecord(d) && typeof d['fulltag'] === 'string' ? [d['fulltag']] : []));
-    return { imageDigest: raw['imageDigest'], analysisStatus: raw['analysis_status'], fulltags };
+    const parent = raw['parentDigest'];
+    const parentDigest = typeof parent === 'string' && DIGEST.test(parent) ? parent : undefined;
+    return { imageDigest: raw['imageDigest'], analysisStatus: raw['analysis_status'], fulltags, ...(parentDigest !== undefined ? { parentDigest } : {}) };
   });
 }
 

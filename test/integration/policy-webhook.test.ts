@@ -52,7 +52,12 @@ describe('pod UPDATE', () => {
     const w = await webhook();
     const review = podUpdateReview('web', { initContainers: [{ name: 'setup', image: 'busybox' }], containers: [web] }, { initContainers: [{ name: 'setup', image: 'busybox:1.36' }], containers: [web] });
     const answer = await post(w, '/validate', review);
-    assert.deepEqual(answer, { uid: review.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `${MESSAGES.latestTag}: busybox (init container "setup")` } });
+    assert.deepEqual(answer, {
+      uid: review.uid,
+      allowed: false,
+      status: { code: 403, reason: 'Forbidden', message: `${MESSAGES.latestTag}: busybox (init container "setup")` },
+      auditAnnotations: { decision: 'denied', images: 'busybox=latest-tag' },
+    });
     assert.equal(sim.stats().total, 0, 'refused before any scan');
   });
 

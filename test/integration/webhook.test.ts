@@ -40,7 +40,14 @@ describe('verdicts', () => {
     const w = await webhook();
     const { uid, res } = await validate(w, { containers: ['nginx:1.25.3'] });
     assert.equal(res.status, 200);
-    assert.deepEqual(res.json, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } });
+    const digest = (w.logs.find('decision')[0]?.['images'] as Array<{ digest?: string }>)[0]?.digest;
+    assert.match(digest ?? '', /^sha256:[0-9a-f]{64}$/);
+    // Every decision carries audit annotations: the verdict and the scanned digest of each image.
+    assert.deepEqual(res.json, {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: { uid, allowed: true, auditAnnotations: { decision: 'allowed', images: `nginx:1.25.3=pass@${digest ?? ''}` } },
+    });
     const [line] = w.logs.find('decision');
     assert.equal(line?.['uid'], uid);
     assert.equal(line?.['allowed'], true);

@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { auditAnnotationsOf, MAX_IMAGES_ANNOTATION } from '../../src/admission/audit-annotations.js';
+import {
+  BREAK_GLASS_MESSAGES,
+  decideWithBreakGlass,
+  escapeTenantText,
+  judgeBreakGlass,
+  MAX_REASON_LENGTH,
+  type BreakGlassSettings,
+} from '../../src/policy/break-glass.js';
+import { MESSAGES } from '../../src/policy/decision.js';
+import { checkLocalRules } from '../../src/policy/local-rules.js';
+import type { ContainerImage, DecisionOptions, ImageAssessment, LocalRules, ScanOutcome } from '../../src/policy/types.js';
+
+const rules: LocalRules = { denyLatestTag: true, registryAllowlist: [] };
+const enforce: DecisionOptions = { mode: 'enforce', rejectIfTimeout: true };
+const warn: DecisionOptions = { mode: 'warn', rejectIfTimeout: true };
+const digest = `sha256:${'b'.repeat(64)}`;
+const settings: BreakGlassSettings = {
+  users: ['alice'],
+  groups: ['oncall'],
+  controllers: ['system:serviceaccount:kube-system:replicaset-controller'],
+};
+
+function assess(images: string[], outcomes: Record<string, ScanOutcome> = {}): ImageAssessment[] {
+  return images.map((image) => {
+    const ci: ContainerImage = { container: 'app', kind: 'container', image };
+    const { reference, finding } = checkLocalRules(image, rules);
+    const scan = outcomes[image];
+    return {
+      image,
+      containers: [ci],
+      ...(reference !== undefined ? { reference } : {}),
+      ...(finding !== undefined ? { local: finding } : {}),
+      ...(finding === undefined && scan !== undefined ? { scan } : {}),
+    };
+  });
+}
+
+const pass: ScanOutcome = { kind: 'verdict', verdict: { status: 'pass', digest, warnings: 0 } };
+const fail: ScanOutcome = {
+  kind: 'verdict',
+  verdict: { status: 'fail', digest, cause: 'policy', reasons: [{ gate: 'vulnerabilities', trigger: 'package', output: 'CRITICAL CVE-2017-5638' }] },
+};
+const timeout: ScanOutcome = { kind: 'timeout', waitedMs: 9000 };
+
+test('who may break glass: listed users and groups, trusted controllers; nobody else, and nobody without userInfo', () => {
+  const cases: Array<[string, { username: string; groups: string[] } | undefined, string, string | undefined]> = [
+    ['listed user', { username: 'alice', groups: ['system:authenticated'] }, 'granted', 'user'],
+    ['member of a listed group', { username: 'bob', groups: ['system:authenticated', 'oncall'] }, 'granted', 'group'],
+    ['trusted controller', { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: [] }, 'granted', 'controller'],
+    ['anyone else', { username: 'mallory', groups: ['system:authenticated', 'developers'] }, 'refused', undefined],
+    ['a user named like a group', { username: 'oncall', groups: [] }, 'refused', undefined],
+    ['a group named like a user', { username: 'mallory', groups: ['alice'] }, 'refused', undefined],
+    ['a prefix of a listed user', { username: 'alic', groups: [] }, 'refused', undefined],
+    ['no userInfo', undefined, 'refused', undefined],
+    ['empty username', { username: '', groups: ['oncall'] }, 'refused', undefined],
+  ];
+  for (const [name, requester, kind, via] of cases) {
+    const grant = judgeBreakGlass('prod down, CVE fix rolling', requester, settings);
+    assert.equal(grant.kind, kind, name);
+    if (grant.kind === 'granted') assert.equal(grant.via, via, name);
+  }
+  assert.deepEqual(judgeBreakGlass(undefined, { username: 'alice', groups: [] }, settings), { kind: 'none' });
+});
+
+test('a human must give a reason; a controller copies the vetted template whatever it says', () => {
+  const human = judgeBreakGlass('   ', { username: 'alice', groups: [] }, settings);
+  assert.deepEqual(human, { kind: 'refused', reason: '', user: 'alice', why: 'no-reason' });
+  const ctl = judgeBreakGlass('', { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: [] }, settings);
+  assert.equal(ctl.kind, 'granted');
+});
+
+test('granted: a failed verdict, a missing verdict and local rules are bypassed, with a warning naming user and reason', () => {
+  const grant = judgeBreakGlass('INC-42 hotfix', { username: 'alice', groups: [] }, settings);
+  const images = assess(['struts:2.3.12', 'slow:1', 'nginx'], { 'struts:2.3.12': fail, 'slow:1': timeout });
+  const d = decideWithBreakGlass(images, enforce, grant);
+  assert.equal(d.allowed, true);
+  assert.equal(d.message, '');
+  assert.equal(d.breakGlass, 'admitted');
+  assert.equal(d.warnings.length, 1);
+  const w = d.warnings[0] ?? '';
+  assert.ok(w.startsWith(`${BREAK_GLASS_MESSAGES.used} by "alice" (reason: "INC-42 hotfix"): admitted despite: `), w);
+  for (const part of [MESSAGES.latestTag, 'nginx', `${MESSAGES.policyFail}: struts:2.3.12`, `${MESSAGES.timeout}: slow:1`]) assert.ok(w.includes(part), `${part} in ${w}`);
+});
+
+test('granted but nothing to bypass: admitted, with a warning, outcome not_needed', () => {
+  const grant = judgeBreakGlass('drill', { username: 'bob', groups: ['oncall'] }, settings);
+  const d = decideWithBreakGlass(assess(['nginx:1.25.3'], { 'nginx:1.25.3': pass }), enforce, grant);
+  assert.equal(d.allowed, true);
+  assert.equal(d.breakGlass, 'not_needed');
+  assert.match(d.warnings[0] ?? '', /nothing needed bypassing/);
+});
+
+test('granted: an invalid reference still denies (nothing meaningful to admit), and says break-glass cannot help', () => {
+  const grant = judgeBreakGlass('INC-42', { username: 'alice', groups: [] }, settings);
+  const d = decideWithBreakGlass(assess(['Nginx:1', 'struts:2.3.12'], { 'struts:2.3.12': fail }), enforce, grant);
+  assert.equal(d.allowed, false);
+  assert.equal(d.breakGlass, 'ineffective');
+  assert.ok(d.message.startsWith(`${MESSAGES.invalidReference}: Nginx:1`), d.message);
+  assert.ok(d.message.endsWith(`(${BREAK_GLASS_MESSAGES.invalidReference})`), d.message);
+  assert.ok(!d.message.includes('struts'), 'the bypassed failure is not a reason of this denial');
+});
+
+test('refused: denied even when every image passes (else an unvetted template would be honoured later)', () => {
+  const grant = judgeBreakGlass('let me in', { username: 'mallory', groups: ['developers'] }, settings);
+  const clean = decideWithBreakGlass(assess(['nginx:1.25.3'], { 'nginx:1.25.3': pass }), enforce, grant);
+  assert.equal(clean.allowed, false);
+  assert.equal(clean.breakGlass, 'refused');
+  assert.equal(
+    clean.message,
+    `${BREAK_GLASS_MESSAGES.notPermitted}: user "mallory" may not break glass (annotation scangate.io/break-glass); remove the annotation or ask someone allowed by BREAK_GLASS_USERS / BREAK_GLASS_GROUPS`,
+  );
+  const failing = decideWithBreakGlass(assess(['struts:2.3.12'], { 'struts:2.3.12': fail }), enforce, grant);
+  assert.equal(failing.allowed, false);
+  assert.ok(failing.message.startsWith(`${BREAK_GLASS_MESSAGES.notPermitted}: user "mallory"`), failing.message);
+  assert.ok(failing.message.includes(`. ${MESSAGES.policyFail}: struts:2.3.12`), failing.message);
+});
+
+test('warn mode: a refusal still denies (an unvetted annotation must never be stored in a template)', () => {
+  const grant = judgeBreakGlass('x', { username: 'mallory', groups: [] }, settings);
+  const d = decideWithBreakGlass(assess(['nginx:1.25.3'], { 'nginx:1.25.3': pass }), warn, grant);
+  assert.equal(d.allowed, false);
+  assert.equal(d.breakGlass, 'refused');
+  assert.ok(d.message.startsWith(BREAK_GLASS_MESSAGES.notPermitted));
+  // Granted in warn mode: admitted, as warn mode admits anyway.
+  const ok = decideWithBreakGlass(assess(['struts:2.3.12'], { 'struts:2.3.12': fail }), warn, judgeBreakGlass('x', { username: 'alice', groups: [] }, settings));
+  assert.equal(ok.allowed, true);
+  assert.equal(ok.breakGlass, 'admitted');
+});
+
+test('no annotation: the decision is exactly decide()', () => {
+  const images = assess(['struts:2.3.12'], { 'struts:2.3.12': fail });
+  const d = decideWithBreakGlass(images, enforce, { kind: 'none' });
+  assert.equal(d.allowed, false);
+  assert.equal(d.breakGlass, undefined);
+  assert.ok(d.message.startsWith(MESSAGES.policyFail));
+});
+
+test('the reason is tenant text: control characters, line separators and bidi overrides escaped, bounded', () => {
+  assert.equal(escapeTenantText('a\nb\r\u001b[31mred\u0007', 100), 'a\\u000ab\\u000d\\u001b[31mred\\u0007');
+  assert.equal(escapeTenantText('x\u2028y\u202ez\\', 100), 'x\\u2028y\\u202ez\\\\');
+  assert.equal(escapeTenantText('  spaced\t\tout  ', 100), 'spaced out');
+  const long = escapeTenantText('r'.repeat(1_000_000), MAX_REASON_LENGTH);
+  assert.equal(long.length, MAX_REASON_LENGTH);
+  assert.ok(long.endsWith('…'));
+  // Escapes count towards the bound: a reason made of control characters cannot grow past it.
+  assert.ok(escapeTenantText('\u0001'.repeat(10_000), MAX_REASON_LENGTH).length <= MAX_REASON_LENGTH);
+  const grant = judgeBreakGlass('line1\nFAKE LOG LINE {"level":60}', { username: 'alice', groups: [] }, settings);
+  assert.equal(grant.kind, 'granted');
+  if (grant.kind === 'granted') assert.ok(!grant.reason.includes('\n'));
+});
+
+test('audit annotations: prefix-less keys, verdict and digest per image, break-glass fields, bounded values', () => {
+  const a = auditAnnotationsOf({
+    decision: 'allowed',
+    images: [
+      { image: 'nginx:1.25.3', result: 'pass', digest },
+      { image: 'struts:2.3.12', result: 'fail', digest },
+    ],
+    breakGlass: { outcome: 'admitted', user: 'alice', reason: 'INC-42' },
+  });
+  assert.deepEqual(a, {
+    decision: 'allowed',
+    images: `nginx:1.25.3=pass@${digest}; struts:2.3.12=fail@${digest}`,
+    'break-glass': 'admitted',
+    'break-glass-user': 'alice',
+    'break-glass-reason': 'INC-42',
+  });
+  // The API server adds "<webhook name>/": each key must be a qualified name without a prefix of its own.
+  for (const key of Object.keys(a)) assert.match(key, /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/);
+  const many = auditAnnotationsOf({
+    decision: 'denied',
+    images: Array.from({ length: 500 }, (_, i) => ({ image: `registry.example/team/app-${i}:1.0.${i}`, result: 'pass', digest })),
+  });
+  assert.ok((many['images'] ?? '').length <= MAX_IMAGES_ANNOTATION, String(many['images']?.length));
+  assert.match(many['images'] ?? '', /; \+\d+ more$/);
+  const hostile = auditAnnotationsOf({ decision: 'denied', images: [{ image: 'a\nb', result: 'invalid-reference' }] });
+  assert.equal(hostile['images'], 'a\\u000ab=invalid-reference');
+});

@@ -23,6 +23,10 @@
 #   WEBHOOK_URL               out-of-cluster mode; "/validate" is appended when the URL has no path
 #   CERT_DIR=.run/certs       out-of-cluster: gen-certs.sh runs if needed
 #   CA_BUNDLE_FILE=$CERT_DIR/ca.crt   out-of-cluster: the CA injected as caBundle
+#   PIN_DIGESTS=true          also register the MutatingWebhookConfiguration (digest pinning, /mutate;
+#                             manifests/mutating-webhook.yaml out-of-cluster, the chart's
+#                             pinning.enabled in-cluster), timeoutSeconds PIN_WEBHOOK_TIMEOUT_SECONDS=15;
+#                             otherwise it is removed
 #   VERIFY_WEBHOOK=true       out-of-cluster: first check that WEBHOOK_URL answers /readyz over TLS
 #                             verified with that CA (failurePolicy is Fail: a dead URL blocks all pods)
 #   In-cluster, the settings in CONFIG_KEYS below are passed to the chart when set (README.md,
@@ -78,6 +82,7 @@ if [[ -n "${WEBHOOK_URL:-}" ]]; then
       die "scangate at $origin does not answer /readyz over TLS verified with $CA_BUNDLE_FILE; start it first (or VERIFY_WEBHOOK=false)"
   fi
   CLIENT_CONFIG="{url: \"$url\", caBundle: \"$CA_BUNDLE\"}"
+  MUTATE_CLIENT_CONFIG="{url: \"$(sed -E 's#^(https://[^/]+).*#\1#' <<<"$url")/mutate\", caBundle: \"$CA_BUNDLE\"}"
   log "registering out-of-cluster scangate at $url"
 else
   # --- in-cluster: helm upgrade --install of charts/scangate ---------------------------------------
@@ -135,3 +140,17 @@ fi
 RENDER_VARS=(WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
 render "$MANIFESTS/validating-webhook.yaml" | apply
 log "done: ValidatingWebhookConfiguration scangate (timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS, exempt namespaces $EXEMPT_NAMESPACE_LIST)"
+
+# --- digest pinning (MutatingWebhookConfiguration), out-of-cluster ------------------------------------
+PIN_WEBHOOK_TIMEOUT_SECONDS="${PIN_WEBHOOK_TIMEOUT_SECONDS:-15}"
+if [[ "${PIN_DIGESTS:-false}" =~ ^(true|1|yes)$ ]]; then
+  if ! [[ "$PIN_WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((PIN_WEBHOOK_TIMEOUT_SECONDS < 1 || PIN_WEBHOOK_TIMEOUT_SECONDS > 30)); then
+    die "PIN_WEBHOOK_TIMEOUT_SECONDS must be 1..30, got $PIN_WEBHOOK_TIMEOUT_SECONDS"
+  fi
+  CLIENT_CONFIG="$MUTATE_CLIENT_CONFIG"
+  RENDER_VARS=(PIN_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
+  render "$MANIFESTS/mutating-webhook.yaml" | apply
+  log "done: MutatingWebhookConfiguration scangate (digest pinning, timeoutSeconds=$PIN_WEBHOOK_TIMEOUT_SECONDS)"
+else
+  "$KUBECTL" delete mutatingwebhookconfiguration scangate --ignore-not-found >&2
+fi

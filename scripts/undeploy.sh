@@ -25,6 +25,7 @@ if [[ -n "$release_secrets" ]]; then
   "$KUBECTL" -n "$NAMESPACE" delete secret scangate-scanner --ignore-not-found >&2
 fi
 "$KUBECTL" delete validatingwebhookconfiguration scangate --ignore-not-found >&2
+"$KUBECTL" delete mutatingwebhookconfiguration scangate --ignore-not-found >&2
 managed=$("$KUBECTL" get namespace "$NAMESPACE" --ignore-not-found \
   -o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by}')
 if [[ "$managed" == scangate-deploy ]]; then

@@ -8,6 +8,7 @@ import { BREAK_GLASS_MESSAGES } from '../../src/policy/break-glass.js';
 import { MESSAGES } from '../../src/policy/decision.js';
 import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
 import { admissionReview, metricValue, request, startWebhook, type PodSpecInput, type Webhook } from '../helpers/harness.js';
+import { workloadObject, workloadReview } from '../helpers/workload-review.js';
 
 const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638:2.3.12';
 const FAST = { SCANNER_POLL_INITIAL_MS: '20', SCANNER_POLL_MAX_MS: '100' };
@@ -111,6 +112,59 @@ describe('break-glass', () => {
   });
 });
 
+/** A Deployment review sent by `who`; `glass` / `oldGlass` are its template's break-glass annotation. */
+function deployment(who: Who, image: string, glass: string | undefined, old?: { image: string; glass?: string }): Record<string, unknown> {
+  const withGlass = (object: Record<string, unknown>, value: string | undefined): Record<string, unknown> => {
+    const template = (object['spec'] as { template: { metadata: Record<string, unknown> } }).template;
+    if (value !== undefined) template.metadata['annotations'] = { 'scangate.io/break-glass': value };
+    return object;
+  };
+  const spec = { containers: [{ name: 'web', image }] };
+  const oldObject = old === undefined ? undefined : withGlass(workloadObject('Deployment', 'web', { containers: [{ name: 'web', image: old.image }] }), old.glass);
+  const r = workloadReview('Deployment', 'web', spec, old === undefined ? {} : { operation: 'UPDATE', ...(oldObject !== undefined ? { oldObject } : {}) });
+  const req = r.body['request'] as Record<string, unknown>;
+  req['object'] = withGlass(req['object'] as Record<string, unknown>, glass);
+  req['userInfo'] = { username: who.username, groups: who.groups ?? ['system:authenticated'] };
+  return r.body;
+}
+
+describe('break-glass on workloads (the template is vetted at the workload, by the human)', () => {
+  const CONTROLLER = { username: 'system:serviceaccount:kube-system:replicaset-controller' };
+
+  test('an allowed user creates a Deployment whose template breaks glass; its controller-created pods are then admitted', async () => {
+    const w = await webhook(GLASS);
+    const res = await post(w, '/validate', deployment({ username: 'alice' }, STRUTS, 'INC-9'));
+    assert.equal(res.json.response.allowed, true, JSON.stringify(res.json.response));
+    assert.equal(res.json.response.auditAnnotations['break-glass'], 'admitted');
+    const pod = await post(w, '/validate', review({ containers: [STRUTS] }, CONTROLLER, { 'scangate.io/break-glass': 'INC-9' }).body);
+    assert.equal(pod.json.response.allowed, true);
+    assert.equal(w.logs.find('break-glass').at(-1)?.['via'], 'controller');
+  });
+
+  test('anyone else: the template annotation is refused at the workload, on CREATE and when an UPDATE adds it without changing an image', async () => {
+    const w = await webhook(GLASS);
+    const mallory = { username: 'mallory' };
+    const created = await post(w, '/validate', deployment(mallory, 'nginx:1.25.3', 'trust me'));
+    assert.equal(created.json.response.allowed, false);
+    assert.match(created.json.response.status.message, new RegExp(`^${BREAK_GLASS_MESSAGES.notPermitted}: user "mallory"`));
+    const added = await post(w, '/validate', deployment(mallory, 'nginx:1.25.3', 'trust me', { image: 'nginx:1.25.3' }));
+    assert.equal(added.json.response.allowed, false, 'adding the annotation to a vetted template is a use of it');
+    // Changing the image of a template that already breaks glass is a use of it too.
+    const changed = await post(w, '/validate', deployment(mallory, STRUTS, 'INC-9', { image: 'nginx:1.25.3', glass: 'INC-9' }));
+    assert.equal(changed.json.response.allowed, false);
+    // An UPDATE that touches neither (labels, replicas) is no use of it: allowed without a look.
+    const untouched = await post(w, '/validate', deployment(mallory, STRUTS, 'INC-9', { image: STRUTS, glass: 'INC-9' }));
+    assert.equal(untouched.json.response.allowed, true);
+  });
+
+  test('a pod that carries the annotation, created by an identity that is neither allowed nor a trusted controller, is refused', async () => {
+    const w = await webhook(GLASS);
+    const res = await post(w, '/validate', review({ containers: [STRUTS] }, { username: 'system:serviceaccount:tenant:my-operator' }, { 'scangate.io/break-glass': 'INC-9' }).body);
+    assert.equal(res.json.response.allowed, false);
+    assert.match(res.json.response.status.message, new RegExp(`^${BREAK_GLASS_MESSAGES.notPermitted}`));
+  });
+});
+
 describe('digest pinning (/mutate)', () => {
   test('pins the scanned digest with a JSONPatch; the validating call that follows is a cache hit (no second scan)', async () => {
     const w = await webhook({ PIN_DIGESTS: 'true' });
@@ -151,6 +205,14 @@ describe('digest pinning (/mutate)', () => {
     assert.equal(res.json.response.allowed, true);
     assert.equal(res.json.response.patch, undefined);
     assert.deepEqual(w.logs.find('pin')[0]?.['unpinned'], [{ image: 'nginx:1.24', reason: 'no_verdict' }]);
+  });
+
+  test('workload templates are pinned too (a Deployment: its pods inherit the pinned image)', async () => {
+    const w = await webhook({ PIN_DIGESTS: 'true' });
+    const res = await post(w, '/mutate', deployment({ username: 'jane' }, 'nginx:1.25.3', undefined));
+    const patch = JSON.parse(Buffer.from(String(res.json.response.patch), 'base64').toString('utf8')) as Array<{ path: string; value: string }>;
+    assert.equal(patch[0]?.path, '/spec/template/spec/containers/0/image');
+    assert.match(patch[0]?.value ?? '', /^nginx:1\.25\.3@sha256:[0-9a-f]{64}$/);
   });
 
   test('off by default: /mutate answers unchanged and starts no scan', async () => {

@@ -15,6 +15,7 @@
 #   SCANGATE_RUN_DIR     state directory (default .run/); the cluster lives in $SCANGATE_RUN_DIR/cluster
 #   IMAGE_POLICY_CONFIG  an AdmissionConfiguration file (gen-image-policy-config.sh): enables the
 #                        ImagePolicyWebhook admission plugin with it
+#   AUDIT_LOG=true       also write an audit log of pod and workload writes ($SCANGATE_RUN_DIR/cluster/logs/audit.log)
 #   SCANGATE_WATCH_PID   tear the cluster down when this process exits (used by the e2e suite, so a
 #                        killed test run leaves nothing behind)
 #
@@ -100,6 +101,26 @@ start_apiserver() {
     plugins+=",ImagePolicyWebhook"
     extra+=("--admission-control-config-file=$(cd "$(dirname "$IMAGE_POLICY_CONFIG")" && pwd)/$(basename "$IMAGE_POLICY_CONFIG")")
     log "ImagePolicyWebhook enabled with $IMAGE_POLICY_CONFIG"
+  fi
+  if [[ "${AUDIT_LOG:-false}" == true ]]; then
+    # An audit log of pod and workload writes at Metadata level: enough to carry the admission
+    # webhooks' auditAnnotations (test/e2e/break-glass-pinning.test.ts reads them from it).
+    cat >"$CLUSTER_DIR/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch"]
+    resources:
+      - group: ""
+        resources: ["pods"]
+      - group: "apps"
+        resources: ["deployments", "replicasets"]
+  - level: None
+POLICY
+    extra+=("--audit-policy-file=$CLUSTER_DIR/audit-policy.yaml" "--audit-log-path=$LOGS/audit.log" "--audit-log-format=json")
+    log "audit log: $LOGS/audit.log"
   fi
   start_daemon kube-apiserver "$LOGS/kube-apiserver.log" "$CLUSTER_DIR/kube-apiserver.pid" "$BIN_DIR/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \

@@ -99,6 +99,10 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "DEFAULT_TIMEOUT_MS" (include "scangate.int" $v.deadline.defaultTimeoutMs)
   "DEADLINE_MARGIN_MS" (include "scangate.int" $v.deadline.marginMs)
   "LOG_LEVEL" $v.logLevel
+  "BREAK_GLASS_USERS" (join "," $v.breakGlass.users)
+  "BREAK_GLASS_GROUPS" (join "," $v.breakGlass.groups)
+  "BREAK_GLASS_CONTROLLERS" (join "," $v.breakGlass.controllers)
+  "PIN_DIGESTS" (toString $v.pinning.enabled)
   "MAX_BODY_BYTES" (include "scangate.int" $v.server.maxBodyBytes)
   "CERT_RELOAD_INTERVAL_MS" (include "scangate.int" $v.server.certReloadIntervalMs)
   "SHUTDOWN_DELAY_MS" (include "scangate.int" $v.server.shutdownDelayMs)

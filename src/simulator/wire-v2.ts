@@ -8,6 +8,7 @@ import type { SimPolicy } from './data.js';
 import type { CheckResult, ImageView, SubmitRequest } from './engine.js';
 import { AnchoreApiError } from './errors.js';
 import { parseSimImageRef } from './reference.js';
+import { checkImageAnalysisRequestTypes } from './request-schemas.js';
 import { badRequest, digestOf, isObject, isoSeconds, mergeDigests, tagRef } from './wire.js';
 
 /** What `api.version` a v2 server reports in `GET /v2/version`. */
@@ -27,6 +28,7 @@ function requiredString(field: string, value: unknown): string {
  */
 export function parseAddImageBodyV2(body: unknown): SubmitRequest {
   if (!isObject(body)) throw badRequest('request body must be a JSON object (ImageAnalysisRequest)');
+  checkImageAnalysisRequestTypes('v2', body);
   const annotations = body['annotations'];
   if (annotations !== undefined && !isObject(annotations)) throw badRequest("'annotations' must be an object");
   const imageType = body['image_type'];

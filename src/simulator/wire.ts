@@ -7,6 +7,7 @@ import type { CheckResult, ImageView, SubmitRequest, VulnerabilityType } from '.
 import { AnchoreApiError } from './errors.js';
 import { policyBundleOf, vulnerabilityUrl } from './policy.js';
 import { DIGEST, parseSimImageRef, type SimImageRef } from './reference.js';
+import { checkImageAnalysisRequestTypes } from './request-schemas.js';
 
 /** Anchore prints UTC timestamps without milliseconds. */
 export function isoSeconds(ms: number): string {
@@ -59,6 +60,7 @@ export function mergeDigests(embedded: string | undefined, explicit: string | un
  */
 export function parseAddImageBody(body: unknown): SubmitRequest {
   if (!isObject(body)) throw badRequest('request body must be a JSON object');
+  checkImageAnalysisRequestTypes('v1', body);
   const annotations = body['annotations'];
   if (annotations !== undefined && annotations !== null && !isObject(annotations)) {
     throw badRequest('annotations must be an object');

@@ -26,6 +26,10 @@ unit: build ## Unit tests (pure modules: references, rules, decision, cache, dea
 integration: build ## Integration tests over real sockets (HTTPS webhook + scanner simulator)
 	$(NODE) --test $(TEST_FLAGS) dist/test/integration/*.test.js
 
+.PHONY: contract
+contract: build ## Contract tests: client requests and simulator answers validated against the official Anchore specs (../shared/reference)
+	$(NODE) --test $(TEST_FLAGS) dist/test/contract/*.test.js
+
 .PHONY: fault
 fault: build ## Fault-injection, hostile-input, soak, SIGTERM and secrets suite
 	$(NODE) --test $(TEST_FLAGS) dist/test/fault/*.test.js
@@ -39,8 +43,8 @@ lint: node_modules ## typescript-eslint strictTypeChecked over src/ and test/
 	npx eslint src test
 
 .PHONY: check
-check: build lint ## The README's test command: unit + integration + fault + e2e, in one run
-	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/fault/*.test.js dist/test/e2e/*.test.js
+check: build lint ## The README's test command: unit + integration + contract + fault + e2e, in one run
+	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/contract/*.test.js dist/test/fault/*.test.js dist/test/e2e/*.test.js
 
 .PHONY: bench
 bench: build ## Benchmarks (bench/, own package.json): prints the tables; BENCH_ARGS="--quick --out FILE"

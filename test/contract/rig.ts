@@ -15,10 +15,10 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function startRig(options: SimulatorOptions & { basePath?: string } = {}): Promise<Rig> {
-  const basePath = options.basePath ?? '/v1';
-  const simulator = await startScannerSimulator({ ...options, basePath });
-  const proxy = await startRecordingProxy(simulator.url, basePath);
+/** Starts the simulator (v1 by default; `api: 'v2'` for Enterprise v2) and a proxy in front of it. */
+export async function startRig(options: SimulatorOptions = {}): Promise<Rig> {
+  const simulator = await startScannerSimulator(options);
+  const proxy = await startRecordingProxy(simulator.url, new URL(simulator.url).pathname);
   return {
     simulator,
     proxy,
@@ -57,4 +57,42 @@ export function assertConforms(contract: ApiContract, exchanges: readonly HttpEx
     assert.ok(m.ok, m.ok ? '' : m.problem);
     return `${m.operation.operationId} ${String(e.response.status)}`;
   });
+}
+
+export interface Answer {
+  readonly status: number;
+  readonly headers: globalThis.Headers;
+  /** Parsed JSON, or the text when the body is not JSON. */
+  readonly body: unknown;
+}
+
+export const SIM_AUTH = `Basic ${Buffer.from('admin:foobar').toString('base64')}`;
+
+/**
+ * One request through the rig's proxy. `path` is below the API base (`/images`), or below the
+ * server's origin with `atRoot`; credentials are the simulator's defaults unless `auth: false`.
+ */
+export async function send(
+  rig: Rig,
+  method: string,
+  path: string,
+  options: { body?: unknown; auth?: boolean; atRoot?: boolean; contentType?: string } = {},
+): Promise<Answer> {
+  const base = options.atRoot === true ? new URL(rig.url).origin : rig.url;
+  const headers: Record<string, string> = {};
+  if (options.auth !== false) headers['authorization'] = SIM_AUTH;
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+    headers['content-type'] = options.contentType ?? 'application/json';
+  }
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: kept as text
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
 }

@@ -10,48 +10,23 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { anchoreV1Contract } from './anchore-contracts.js';
 import type { ApiContract } from './openapi-contract.js';
-import { assertConforms, startRig, type Rig } from './rig.js';
+import { assertConforms, send, SIM_AUTH, startRig, type Answer, type Rig } from './rig.js';
 
 const NGINX = 'docker.io/library/nginx:1.25.3';
 const NGINX_DIGEST = 'sha256:44cecf0471cd426e852a6465a83680eb5f3e0f78d436b62b511b15bc20ebdca5';
 const STRUTS = 'docker.io/kaizheh/apache-struts2-cve-2017-5638:latest';
 const STRUTS_DIGEST = 'sha256:959ee9990d5f0729566139ab13bcb6e57ddea84200f5450b59fbcbe6ee39a10a';
 const UNKNOWN_DIGEST = `sha256:${'f'.repeat(64)}`;
-const AUTH = `Basic ${Buffer.from('admin:foobar').toString('base64')}`;
 
 let v1: ApiContract;
 let root: ApiContract;
 let rig: Rig;
 let clockMs = 1_900_000_000_000;
 
-interface Sent {
-  readonly status: number;
-  readonly body: unknown;
-}
+type Sent = Answer;
 
-/** One request through the proxy; `path` is below /v1 unless `atRoot`. */
-async function send(
-  method: string,
-  path: string,
-  options: { body?: unknown; auth?: boolean; atRoot?: boolean; contentType?: string } = {},
-): Promise<Sent> {
-  const base = options.atRoot === true ? rig.url.replace(/\/v1$/, '') : rig.url;
-  const headers: Record<string, string> = {};
-  if (options.auth !== false) headers['authorization'] = AUTH;
-  let body: string | undefined;
-  if (options.body !== undefined) {
-    body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
-    headers['content-type'] = options.contentType ?? 'application/json';
-  }
-  const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON: kept as text
-  }
-  return { status: res.status, body: parsed };
+function sendV1(method: string, path: string, options: Parameters<typeof send>[3] = {}): Promise<Sent> {
+  return send(rig, method, path, options);
 }
 
 before(async () => {
@@ -74,11 +49,11 @@ function conformsBoth(contract: ApiContract = v1): string[] {
 
 describe('contract v1: simulator endpoints, edge cases', () => {
   it('service endpoints: ping under /v1, version and health at the root', async () => {
-    assert.equal((await send('GET', '/')).body, 'v1');
+    assert.equal((await sendV1('GET', '/')).body, 'v1');
     assert.deepEqual(conformsBoth(), ['ping 200']);
     rig.proxy.clear();
-    await send('GET', '/version', { atRoot: true, auth: false });
-    await send('GET', '/health', { atRoot: true, auth: false });
+    await sendV1('GET', '/version', { atRoot: true, auth: false });
+    await sendV1('GET', '/health', { atRoot: true, auth: false });
     assert.deepEqual(conformsBoth(root), ['version_check 200', 'health_check 200']);
   });
 
@@ -95,7 +70,7 @@ describe('contract v1: simulator endpoints, edge cases', () => {
     ];
     for (const [i, body] of bodies.entries()) {
       const query = ['?autosubscribe=false', '?force=true', '?autosubscribe=true&force=false', ''][i % 4] ?? '';
-      const got = await send('POST', `/images${query}`, { body });
+      const got = await sendV1('POST', `/images${query}`, { body });
       assert.equal(got.status, 200, `${JSON.stringify(body)}: ${JSON.stringify(got.body)}`);
     }
     assert.deepEqual(new Set(conformsBoth()), new Set(['add_image 200']));
@@ -119,7 +94,7 @@ describe('contract v1: simulator endpoints, edge cases', () => {
     ];
     for (const [body] of refused) {
       rig.proxy.clear();
-      const got = await send('POST', '/images?autosubscribe=false', body === undefined ? {} : { body });
+      const got = await sendV1('POST', '/images?autosubscribe=false', body === undefined ? {} : { body });
       const [e] = rig.proxy.exchanges;
       assert.ok(e !== undefined);
       assert.ok(v1.checkRequest(e.request).length > 0, `the document allows ${JSON.stringify(body)}: not a refusal case`);
@@ -142,7 +117,7 @@ describe('contract v1: simulator endpoints, edge cases', () => {
     await fc.assert(
       fc.asyncProperty(body, async (b) => {
         rig.proxy.clear();
-        const got = await send('POST', '/images', { body: b });
+        const got = await sendV1('POST', '/images', { body: b });
         const [e] = rig.proxy.exchanges;
         if (e === undefined) return false;
         assert.deepEqual(v1.checkResponse(e), [], `response to ${JSON.stringify(b)}`);
@@ -156,13 +131,13 @@ describe('contract v1: simulator endpoints, edge cases', () => {
   });
 
   it('GET /images and GET /images/{imageDigest}: listed, filtered, known and unknown', async () => {
-    await send('POST', '/images?autosubscribe=false', { body: { tag: NGINX } });
-    await send('POST', '/images?autosubscribe=false', { body: { tag: STRUTS } });
-    await send('GET', '/images');
-    await send('GET', `/images?fulltag=${encodeURIComponent(NGINX)}`);
-    await send('GET', '/images?fulltag=docker.io/library/absent:1&history=false&image_status=all&analysis_status=analyzed');
-    assert.equal((await send('GET', `/images/${NGINX_DIGEST}`)).status, 200);
-    assert.equal((await send('GET', `/images/${UNKNOWN_DIGEST}`)).status, 404);
+    await sendV1('POST', '/images?autosubscribe=false', { body: { tag: NGINX } });
+    await sendV1('POST', '/images?autosubscribe=false', { body: { tag: STRUTS } });
+    await sendV1('GET', '/images');
+    await sendV1('GET', `/images?fulltag=${encodeURIComponent(NGINX)}`);
+    await sendV1('GET', '/images?fulltag=docker.io/library/absent:1&history=false&image_status=all&analysis_status=analyzed');
+    assert.equal((await sendV1('GET', `/images/${NGINX_DIGEST}`)).status, 200);
+    assert.equal((await sendV1('GET', `/images/${UNKNOWN_DIGEST}`)).status, 404);
     assert.deepEqual(conformsBoth(), ['add_image 200', 'add_image 200', 'list_images 200', 'list_images 200', 'list_images 200', 'get_image 200', 'get_image 404']);
   });
 
@@ -170,27 +145,27 @@ describe('contract v1: simulator endpoints, edge cases', () => {
     rig.simulator.setAnalysisDelayMs(1_000);
     const statuses: unknown[] = [];
     const record = async (): Promise<void> => {
-      const got = await send('GET', `/images/${NGINX_DIGEST}`);
+      const got = await sendV1('GET', `/images/${NGINX_DIGEST}`);
       statuses.push((got.body as Array<Record<string, unknown>>)[0]?.['analysis_status']);
     };
-    await send('POST', '/images', { body: { tag: NGINX } });
+    await sendV1('POST', '/images', { body: { tag: NGINX } });
     await record();
     clockMs += 500;
     await record();
     clockMs += 1_000;
     await record();
     rig.simulator.setFaults({ analysisFailed: ['docker.io/kaizheh/apache-struts2-cve-2017-5638'] });
-    await send('POST', '/images', { body: { tag: STRUTS } });
+    await sendV1('POST', '/images', { body: { tag: STRUTS } });
     clockMs += 1_000;
-    statuses.push(((await send('GET', `/images/${STRUTS_DIGEST}`)).body as Array<Record<string, unknown>>)[0]?.['analysis_status']);
+    statuses.push(((await sendV1('GET', `/images/${STRUTS_DIGEST}`)).body as Array<Record<string, unknown>>)[0]?.['analysis_status']);
     assert.deepEqual(statuses, ['not_analyzed', 'analyzing', 'analyzed', 'analysis_failed']);
     conformsBoth();
   });
 
   it('GET /images/{imageDigest}/check: pass, fail, detail, history, interactive, policy ids, and every 4xx', async () => {
-    await send('POST', '/images', { body: { tag: NGINX } });
-    await send('POST', '/images', { body: { tag: STRUTS } });
-    const check = (digest: string, query: string): Promise<Sent> => send('GET', `/images/${digest}/check?${query}`);
+    await sendV1('POST', '/images', { body: { tag: NGINX } });
+    await sendV1('POST', '/images', { body: { tag: STRUTS } });
+    const check = (digest: string, query: string): Promise<Sent> => sendV1('GET', `/images/${digest}/check?${query}`);
     assert.equal((await check(NGINX_DIGEST, `tag=${NGINX}&detail=true&history=false`)).status, 200);
     assert.equal((await check(STRUTS_DIGEST, `tag=${encodeURIComponent(STRUTS)}&detail=true&history=false`)).status, 200);
     assert.equal((await check(STRUTS_DIGEST, `tag=${STRUTS}&detail=false&history=true&interactive=true`)).status, 200);
@@ -211,28 +186,28 @@ describe('contract v1: simulator endpoints, edge cases', () => {
 
   it('GET /images/{imageDigest}/check while analysing: 404 with the error body', async () => {
     rig.simulator.setAnalysisDelayMs(1_000);
-    await send('POST', '/images', { body: { tag: NGINX } });
-    const got = await send('GET', `/images/${NGINX_DIGEST}/check?tag=${NGINX}`);
+    await sendV1('POST', '/images', { body: { tag: NGINX } });
+    const got = await sendV1('GET', `/images/${NGINX_DIGEST}/check?tag=${NGINX}`);
     assert.equal(got.status, 404);
     assert.match(String((got.body as Record<string, unknown>)['message']), /not analyzed/);
     conformsBoth();
   });
 
   it('GET /images/{imageDigest}/vuln and /vuln/{vtype}', async () => {
-    await send('POST', '/images', { body: { tag: STRUTS } });
-    assert.deepEqual((await send('GET', `/images/${STRUTS_DIGEST}/vuln`)).body, ['os', 'non-os', 'all']);
-    for (const vtype of ['all', 'os', 'non-os']) assert.equal((await send('GET', `/images/${STRUTS_DIGEST}/vuln/${vtype}?vendor_only=false`)).status, 200);
-    assert.equal((await send('GET', `/images/${STRUTS_DIGEST}/vuln/bogus`)).status, 404);
-    assert.equal((await send('GET', `/images/${UNKNOWN_DIGEST}/vuln/all`)).status, 404);
+    await sendV1('POST', '/images', { body: { tag: STRUTS } });
+    assert.deepEqual((await sendV1('GET', `/images/${STRUTS_DIGEST}/vuln`)).body, ['os', 'non-os', 'all']);
+    for (const vtype of ['all', 'os', 'non-os']) assert.equal((await sendV1('GET', `/images/${STRUTS_DIGEST}/vuln/${vtype}?vendor_only=false`)).status, 200);
+    assert.equal((await sendV1('GET', `/images/${STRUTS_DIGEST}/vuln/bogus`)).status, 404);
+    assert.equal((await sendV1('GET', `/images/${UNKNOWN_DIGEST}/vuln/all`)).status, 404);
     conformsBoth();
   });
 
   it('every operation without credentials: 401 with an error body', async () => {
-    await send('POST', '/images', { body: { tag: NGINX }, auth: false });
-    await send('GET', '/images', { auth: false });
-    await send('GET', `/images/${NGINX_DIGEST}`, { auth: false });
-    await send('GET', `/images/${NGINX_DIGEST}/check?tag=${NGINX}`, { auth: false });
-    await send('GET', `/images/${NGINX_DIGEST}/vuln/all`, { auth: false });
+    await sendV1('POST', '/images', { body: { tag: NGINX }, auth: false });
+    await sendV1('GET', '/images', { auth: false });
+    await sendV1('GET', `/images/${NGINX_DIGEST}`, { auth: false });
+    await sendV1('GET', `/images/${NGINX_DIGEST}/check?tag=${NGINX}`, { auth: false });
+    await sendV1('GET', `/images/${NGINX_DIGEST}/vuln/all`, { auth: false });
     const ops = assertConforms(v1, rig.proxy.exchanges, 'response');
     assert.deepEqual(ops, ['add_image 401', 'list_images 401', 'get_image 401', 'get_image_policy_check 401', 'get_image_vulnerabilities_by_type 401']);
   });
@@ -240,7 +215,7 @@ describe('contract v1: simulator endpoints, edge cases', () => {
   it('injected 4xx/5xx answers carry conforming error bodies (and Retry-After when asked)', async () => {
     for (const status of [400, 403, 404, 429, 500, 502, 503, 504]) {
       rig.simulator.setFaults({ status, retryAfterSeconds: 1 });
-      const res = await fetch(`${rig.url}/images/${NGINX_DIGEST}`, { headers: { authorization: AUTH } });
+      const res = await fetch(`${rig.url}/images/${NGINX_DIGEST}`, { headers: { authorization: SIM_AUTH } });
       await res.arrayBuffer();
       assert.equal(res.status, status);
       assert.equal(res.headers.get('retry-after'), '1');

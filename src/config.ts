@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { normaliseRegistry } from './policy/local-rules.js';
+import { API_VERSION_SETTINGS, urlVersionProblem, type ApiVersionSetting } from './scanner/api-version.js';
 import { NAMESPACE_MODES, type NamespaceMode } from './policy/mode.js';
 
 /** scangate's whole configuration, validated once at start-up and frozen. */
@@ -18,6 +19,8 @@ export interface Config {
   };
   readonly scanner: {
     readonly url: string;
+    /** ANCHORE_API_VERSION: auto asks the server (GET /v2/version); see scanner/api-version.ts. */
+    readonly apiVersion: ApiVersionSetting;
     readonly user: string;
     readonly password: string;
     readonly policyId?: string;
@@ -60,6 +63,7 @@ export const DEFAULTS = {
   SHUTDOWN_DELAY_MS: '0',
   SHUTDOWN_TIMEOUT_MS: '25000',
   ANCHORE_CLI_URL: 'http://localhost:8228/v1',
+  ANCHORE_API_VERSION: 'auto',
   ANCHORE_CLI_USER: 'admin',
   ANCHORE_CLI_PASS: '',
   ANCHORE_INSECURE_SKIP_TLS_VERIFY: 'false',
@@ -130,6 +134,7 @@ const schema = z.object({
   SHUTDOWN_DELAY_MS: int(0, 120_000),
   SHUTDOWN_TIMEOUT_MS: int(0, 300_000),
   ANCHORE_CLI_URL: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://anchore.example:8228/v1' }),
+  ANCHORE_API_VERSION: z.enum(API_VERSION_SETTINGS as [ApiVersionSetting, ...ApiVersionSetting[]], { error: 'expected auto, v1 or v2' }),
   ANCHORE_CLI_USER: z.string().min(1, { error: 'must not be empty' }),
   ANCHORE_CLI_PASS: z.string(),
   ANCHORE_POLICY_ID: optional,
@@ -222,6 +227,8 @@ export function parseConfig(
   }
   if (!parsed.success) throw new ConfigError(problems);
   const v = parsed.data;
+  const versionProblem = urlVersionProblem(v.ANCHORE_API_VERSION, v.ANCHORE_CLI_URL);
+  if (versionProblem !== undefined) problems.push(versionProblem);
   if (v.SCANNER_POLL_MAX_MS < v.SCANNER_POLL_INITIAL_MS) problems.push('SCANNER_POLL_MAX_MS: must be >= SCANNER_POLL_INITIAL_MS');
   if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
     problems.push('ANCHORE_INSECURE_SKIP_TLS_VERIFY and ANCHORE_CA_FILE contradict each other: pick one');
@@ -245,6 +252,7 @@ export function parseConfig(
     },
     scanner: {
       url: v.ANCHORE_CLI_URL,
+      apiVersion: v.ANCHORE_API_VERSION,
       user: v.ANCHORE_CLI_USER,
       password: v.ANCHORE_CLI_PASS,
       ...(v.ANCHORE_POLICY_ID !== undefined ? { policyId: v.ANCHORE_POLICY_ID } : {}),

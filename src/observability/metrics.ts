@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type Endpoint = 'validate' | 'image_policy' | 'cli' | 'mutate';
 export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'unchanged' | 'bad_request';
 export type CacheResult = 'hit' | 'miss' | 'shared';
-export type ScannerOperation = 'add_image' | 'get_image' | 'check';
+export type ScannerOperation = 'add_image' | 'get_image' | 'check' | 'version';
 export type ScannerCallOutcome =
   | 'ok'
   | 'not_analyzed'

@@ -16,11 +16,15 @@ import type { Scanner } from '../engine/scan-coordinator.js';
 import type { Metrics, ScannerCallOutcome, ScannerOperation } from '../observability/metrics.js';
 import type { ScanVerdict } from '../policy/types.js';
 import type { ImageReference } from '../reference/parse-reference.js';
-import { errorMessage, parseCheck, parseImageList, pickRecord, pinDigestOf } from './anchore-wire.js';
+import { pinDigestOf } from './anchore-wire.js';
+import { createApiDetector, parseScannerUrl, readVersionAnswer, type ApiVersionSetting } from './api-version.js';
+import { createWireProtocol, type WireRequest } from './wire-protocol.js';
 
 export interface AnchoreClientOptions {
-  /** Base URL including any `/v1`-style prefix, exactly as anchore-cli takes ANCHORE_CLI_URL. */
+  /** ANCHORE_CLI_URL, with or without a `/v1` or `/v2` suffix (read by parseScannerUrl, api-version.ts). */
   readonly baseUrl: string;
+  /** ANCHORE_API_VERSION: 'auto' (default) asks the server's `GET /v2/version`; 'v1' / 'v2' never ask. */
+  readonly apiVersion?: ApiVersionSetting;
   readonly user: string;
   readonly password: string;
   readonly policyId?: string;
@@ -87,17 +91,22 @@ export function submissionTag(reference: ImageReference): string {
   return `${reference.name}:latest`;
 }
 
+/** 4xx answers of the version endpoint that are a definite "not v2" (401/403/408/429 are not). */
+const VERSION_ANSWERS = Array.from({ length: 100 }, (_, i) => 400 + i).filter((s) => ![401, 403, 408, 429].includes(s));
+
 /**
- * Anchore v1 client (Anchore Engine, Enterprise, Sysdig Secure's Anchore API). Every call has its own
- * timeout; transient failures are retried with backoff inside the scan's bound; axios errors are
- * mapped to scangate's typed errors here and nowhere else.
+ * Anchore client for both APIs: Enterprise v2, and v1 (Anchore Engine, Enterprise <= 4.9, Sysdig
+ * Secure's Anchore API). Which one is spoken is decided by ANCHORE_API_VERSION and, in auto mode, by
+ * the server's `GET /v2/version` (api-version.ts); the scan flow below is the same for both
+ * (wire-protocol.ts). Every call has its own timeout; transient failures are retried with backoff
+ * inside the scan's bound; axios errors are mapped to scangate's typed errors here and nowhere else.
  */
 export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
   const now = opts.now ?? (() => performance.now());
-  const baseURL = opts.baseUrl.replace(/\/+$/, '');
+  const endpoint = parseScannerUrl(opts.baseUrl);
   const agentOptions = { keepAlive: true, maxSockets: 64 };
+  // Requests carry absolute URLs (wire-protocol.ts): the v1 and v2 bases differ.
   const client: AxiosInstance = axios.create({
-    baseURL,
     auth: { username: opts.user, password: opts.password },
     timeout: opts.requestTimeoutMs,
     maxRedirects: 0,
@@ -115,11 +124,17 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     }),
   });
   let authErrorLogged = false;
+  // Set when a call failed because the scanner was unavailable. The next scan then asks for the API
+  // again before using it (auto mode): a scanner that comes back from an outage may speak another API
+  // (an upgrade from Engine to Enterprise 5 is such an outage). A 404 on POST /images, which every
+  // API serves, asks again too.
+  let outage = false;
   // The scanner's own texts may name the account (Anchore's "no active policy to evaluate: <user>"; on
   // Sysdig Secure the user is the API token): they never leave this module with a credential in them.
   const credentials = [opts.user, opts.password].filter((c) => c.length > 0).sort((a, b) => b.length - a.length);
   const scannerText = (body: unknown): string => {
-    let text = errorMessage(body);
+    // `message` in both APIs' error bodies.
+    let text = createWireProtocol('v1', endpoint).errorMessage(body);
     for (const c of credentials) text = text.split(c).join('[redacted]');
     return text.slice(0, 160);
   };
@@ -127,7 +142,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
   /** One HTTP call. Returns the status and parsed body for 2xx and for the statuses in `accept`. */
   async function call(
     operation: ScannerOperation,
-    request: { method: 'GET' | 'POST'; url: string; params?: Record<string, string>; data?: unknown },
+    request: WireRequest,
     signal: AbortSignal,
     accept: readonly number[] = [],
   ): Promise<{ status: number; body: unknown }> {
@@ -152,6 +167,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         throw new ScannerUnavailableError('scanner unreachable');
       }
       const { status } = response;
+      if (operation === 'add_image' && status === 404) detector.redetect();
       let body: unknown = response.data;
       if (typeof body === 'string' && body.length > 0) {
         try {
@@ -164,7 +180,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
       }
       if (status >= 200 && status < 300) return { status, body };
       if (accept.includes(status)) {
-        outcome = status === 404 ? 'not_analyzed' : 'client_error';
+        outcome = status === 404 && operation !== 'version' ? 'not_analyzed' : 'client_error';
         return { status, body };
       }
       if (status === 401 || status === 403) {
@@ -187,6 +203,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     } catch (error) {
       // A call cut short by the scan's own bound or by shutdown is not the scanner's outcome.
       outcome = error instanceof ScanAbortedError ? undefined : outcomeOf(error);
+      if (operation !== 'version' && (error instanceof ScannerUnavailableError || error instanceof ScannerRequestTimeoutError)) outage = true;
       throw error;
     } finally {
       if (outcome !== undefined) opts.metrics.scannerCalls.inc({ operation, outcome });
@@ -218,25 +235,29 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     }
   }
 
+  const protocols = { v1: createWireProtocol('v1', endpoint), v2: createWireProtocol('v2', endpoint) };
+  const detector = createApiDetector({
+    setting: opts.apiVersion ?? 'auto',
+    probe: async (signal) => {
+      const answer = await call('version', { method: 'GET', url: endpoint.versionUrl }, signal, VERSION_ANSWERS);
+      return readVersionAnswer(answer.status, answer.body);
+    },
+    logger: opts.logger,
+    retryInitialMs: Math.max(opts.pollInitialMs, 500),
+    retryMaxMs: Math.max(opts.pollMaxMs, 30_000),
+  });
+
   return {
     async scan(reference, { signal, onCallResult }): Promise<ScanVerdict> {
       const tag = submissionTag(reference);
-      const submitted = await withRetry(
-        () =>
-          call(
-            'add_image',
-            {
-              method: 'POST',
-              url: '/images',
-              params: { autosubscribe: 'false' },
-              data: reference.digest !== undefined ? { tag, digest: reference.digest } : { tag },
-            },
-            signal,
-          ),
-        signal,
-        onCallResult,
-      );
-      let record = pickRecord(parseImageList(submitted.body), tag, reference.digest);
+      if (outage) {
+        outage = false;
+        detector.redetect();
+      }
+      // Auto mode: the API found at start, or wait for (and retry) the detection within the budget.
+      const wire = protocols[await withRetry(() => detector.resolve(signal), signal, onCallResult)];
+      const submitted = await withRetry(() => call('add_image', wire.addImage(reference, tag), signal), signal, onCallResult);
+      let record = wire.parseImage(submitted.body, tag, reference.digest);
       const digest = record.imageDigest;
       const submittedAt = now();
       const poll = async (): Promise<void> => {
@@ -245,12 +266,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         // up to a whole capped interval (bench/ "time to verdict").
         const elapsedMs = now() - submittedAt;
         await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
-        const got = await withRetry(
-          () => call('get_image', { method: 'GET', url: `/images/${digest}` }, signal),
-          signal,
-          onCallResult,
-        );
-        record = pickRecord(parseImageList(got.body), tag, digest);
+        const got = await withRetry(() => call('get_image', wire.getImage(digest), signal), signal, onCallResult);
+        record = wire.parseImage(got.body, tag, digest);
       };
       for (;;) {
         const pinDigest = pinDigestOf(record);
@@ -262,13 +279,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
           await poll();
           continue;
         }
-        const params: Record<string, string> = { tag, detail: 'true', history: 'false' };
-        if (opts.policyId !== undefined) params['policyId'] = opts.policyId;
-        const checked = await withRetry(
-          () => call('check', { method: 'GET', url: `/images/${digest}/check`, params }, signal, [404]),
-          signal,
-          onCallResult,
-        );
+        const checked = await withRetry(() => call('check', wire.check(digest, tag, opts.policyId), signal, [404]), signal, onCallResult);
         if (checked.status === 404) {
           const message = scannerText(checked.body);
           // Analysis finished between our poll and the check, or the record went back to analysing.
@@ -281,7 +292,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
           }
           throw new ScannerRequestError(`scanner cannot evaluate the image (HTTP 404${message ? `: ${message}` : ''})`, 404);
         }
-        const evaluation = parseCheck(checked.body, digest, tag);
+        const evaluation = wire.parseCheck(checked.body, digest, tag);
         const policyId = evaluation.policyId ?? opts.policyId;
         if (evaluation.status === 'pass') {
           return { status: 'pass', digest, ...pin, warnings: evaluation.warnCount, ...(policyId !== undefined ? { policyId } : {}) };

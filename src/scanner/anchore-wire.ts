@@ -35,7 +35,7 @@ export interface PolicyEvaluation {
 export const IMAGE_DIGEST = /^sha256:[a-fA-F0-9]{64}$/;
 
 /** A pin digest must also be one the reference grammar accepts (lower-case hex). */
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
+export const PIN_DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** The digest to pin a pod to: the manifest list when the scanner names one, else the analysed manifest. */
 export function pinDigestOf(record: ImageRecord): string | undefined {
@@ -64,7 +64,7 @@ export function parseImageList(body: unknown): ImageRecord[] {
     const details = Array.isArray(raw['image_detail']) ? raw['image_detail'] : [];
     const fulltags = details.flatMap((d) => (isRecord(d) && typeof d['fulltag'] === 'string' ? [d['fulltag']] : []));
     const parent = raw['parentDigest'];
-    const parentDigest = typeof parent === 'string' && DIGEST.test(parent) ? parent : undefined;
+    const parentDigest = typeof parent === 'string' && PIN_DIGEST.test(parent) ? parent : undefined;
     return { imageDigest: raw['imageDigest'], analysisStatus: raw['analysis_status'], fulltags, ...(parentDigest !== undefined ? { parentDigest } : {}) };
   });
 }

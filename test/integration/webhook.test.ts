@@ -182,7 +182,8 @@ describe('scanner faults', () => {
 
   test('scanner down: a scanner error, denied (REJECT_IF_TIMEOUT=true) or admitted (false), never cached', async () => {
     for (const reject of ['true', 'false']) {
-      const w = await webhook({ ...faultEnv, ANCHORE_CLI_URL: 'http://127.0.0.1:1/v1', REJECT_IF_TIMEOUT: reject });
+      // v1 pinned: in auto mode the first call is the version probe (test/integration/scanner-api.test.ts).
+      const w = await webhook({ ...faultEnv, ANCHORE_CLI_URL: 'http://127.0.0.1:1/v1', ANCHORE_API_VERSION: 'v1', REJECT_IF_TIMEOUT: reject });
       const { res, elapsedMs } = await validate(w, { containers: ['nginx:1.25.3'] }, { timeout: '2s' });
       assert.ok(elapsedMs < 2000, `${elapsedMs} ms`);
       if (reject === 'true') {

@@ -14,7 +14,7 @@ import { createMetrics } from '../../src/observability/metrics.js';
 import type { ScanVerdict } from '../../src/policy/types.js';
 import { parseImageReference } from '../../src/reference/parse-reference.js';
 import { createAnchoreClient, type AnchoreClientOptions } from '../../src/scanner/anchore-client.js';
-import { anchoreV1Contract } from './anchore-contracts.js';
+import { anchoreV1Contract, anchoreV2Contract } from './anchore-contracts.js';
 import type { ApiContract } from './openapi-contract.js';
 import { assertConforms, startRig, type Rig } from './rig.js';
 
@@ -32,6 +32,8 @@ const seen = new Set<string>();
 function client(overrides: Partial<AnchoreClientOptions> = {}): Scanner {
   return createAnchoreClient({
     baseUrl: rig.url,
+    // The scenarios speak v1 as configured; auto detection on a v1-only server has its own test.
+    apiVersion: 'v1',
     user: 'admin',
     password: 'foobar',
     insecureSkipTlsVerify: false,
@@ -185,6 +187,20 @@ describe('contract v1: the client against the simulator, every exchange validate
     const verdict = await scan(client(), 'nginx:1.25.3');
     assert.equal(verdict.status, 'fail');
     assert.deepEqual(conforming(), ['add_image 200']);
+  });
+
+  it('auto detection on a v1-only server: a valid v2 version probe, answered 404, then v1', async () => {
+    const v2 = await anchoreV2Contract();
+    const verdict = await scan(client({ apiVersion: 'auto' }), 'nginx:1.25.3');
+    assert.equal(verdict.status, 'pass');
+    const [probe, ...rest] = rig.proxy.exchanges;
+    assert.equal(probe?.request.url, '/v2/version');
+    // The probe is a v2 request and must be one a v2 server takes; the v1 server's 404 is no v2 answer.
+    assert.deepEqual(v2.checkRequest(probe.request), []);
+    assert.equal(probe.response.status, 404);
+    const ops = assertConforms(contract, rest);
+    for (const op of ops) seen.add(op);
+    assert.deepEqual(ops, ['add_image 200', 'get_image_policy_check 200']);
   });
 
   it('the suite exercised every v1 operation the client uses, with success and error statuses', () => {

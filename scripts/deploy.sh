@@ -132,8 +132,18 @@ else
   [[ -z "${HELM_VALUES:-}" ]] || args+=(-f "$HELM_VALUES")
   # shellcheck disable=SC2206  # word splitting of HELM_ARGS is the point
   [[ -z "${HELM_ARGS:-}" ]] || args+=(${HELM_ARGS})
+  # A webhook configuration left by an out-of-cluster registration (make demo) has the release's name
+  # and is not helm's: helm would refuse to take it over. Removing it here would open admission for a
+  # moment, which is the operator's call, not a script's.
+  for kind in validatingwebhookconfiguration mutatingwebhookconfiguration; do
+    owner=$("$KUBECTL" get "$kind" "$RELEASE" --ignore-not-found -o jsonpath='{.metadata.labels.app\.kubernetes\.io/part-of}/{.metadata.annotations.meta\.helm\.sh/release-name}')
+    [[ "$owner" != scangate/ ]] ||
+      die "$kind $RELEASE is an out-of-cluster registration (WEBHOOK_URL): remove it first with make undeploy"
+  done
   if [[ "$ROLLOUT_TIMEOUT" != 0 ]]; then
-    args+=(--wait --timeout "$ROLLOUT_TIMEOUT")
+    # A failed roll-out is undone (an install uninstalled, an upgrade rolled back): never a Fail
+    # webhook left pointing at pods that do not come up.
+    args+=(--wait --timeout "$ROLLOUT_TIMEOUT" --rollback-on-failure)
     log "helm upgrade --install $RELEASE, waiting up to $ROLLOUT_TIMEOUT for the pods (ROLLOUT_TIMEOUT=0 skips)"
   fi
   "$HELM" upgrade --install "$RELEASE" "$SCANGATE_ROOT/charts/scangate" "${args[@]}" >&2 ||

@@ -6,8 +6,10 @@
  *     charts/scangate/ci/, server-side dry run of every rendered object accepted; and a broken chart
  *     is refused by that same dry run (the check can fail).
  *  2. The settings the chart writes are scangate's own defaults (src/config.ts DEFAULTS), except the
- *     ones the chart changes on purpose; its webhook entries are those of manifests/ (deploy.sh's
- *     out-of-cluster registration), so the two places cannot drift apart.
+ *     ones the chart changes on purpose; its webhook entries (validating, and mutating with digest
+ *     pinning) are those of manifests/ (deploy.sh's out-of-cluster registration), so the two places
+ *     cannot drift apart; make deploy over an
+ *     out-of-cluster registration stops and leaves it as it was.
  *  3. `make deploy` (helm upgrade --install): the webhook configuration names the Service, path and
  *     port, its caBundle is the CA in the TLS Secret, which signed the serving certificate for the
  *     Service's DNS name; the password is nowhere in helm's release data or the rendered objects; with
@@ -20,9 +22,10 @@
  *     gone), and pod creation works afterwards.
  *  6. cert-manager mode: Certificate and Issuers accepted by cert-manager's CRDs; the webhook carries
  *     cert-manager.io/inject-ca-from and no caBundle of the chart's.
+ *  7. `make deploy` whose pods never become Ready is undone (--rollback-on-failure): no webhook left.
  */
 import assert from 'node:assert/strict';
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,7 +82,7 @@ interface Webhook {
 }
 interface WebhookConfiguration {
   readonly kind: string;
-  readonly metadata: { readonly name: string; readonly annotations?: Record<string, string> };
+  readonly metadata: { readonly name: string; readonly uid: string; readonly annotations?: Record<string, string> };
   readonly webhooks?: readonly Webhook[];
 }
 interface K8sList<T> {
@@ -282,21 +285,36 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     }
     // The chart's own environment (container env, credentials files) covers the rest; a setting named
     // nowhere is reachable through the chart's `env` map, and said here.
-    const handled = new Set([...Object.keys(data), 'HOST', 'PORT', 'INSECURE_HTTP', 'ANCHORE_CLI_USER', 'ANCHORE_CLI_PASS']);
+    // BREAK_GLASS_CONTROLLERS is written only when breakGlass.controllers is set (else scangate's own).
+    const handled = new Set([...Object.keys(data), 'HOST', 'PORT', 'INSECURE_HTTP', 'ANCHORE_CLI_USER', 'ANCHORE_CLI_PASS', 'BREAK_GLASS_CONTROLLERS']);
     const unnamed = Object.keys(DEFAULTS).filter((k) => !handled.has(k));
     if (unnamed.length > 0) log(`settings without a chart value (set them through env): ${unnamed.join(', ')}`);
 
     // manifests/: what deploy.sh registers out-of-cluster, read back from the API server.
-    await cluster.script('deploy.sh', [], { WEBHOOK_URL: 'https://127.0.0.1:9/', VERIFY_WEBHOOK: 'false', CERT_DIR: join(cluster.runDir, 'certs') });
-    const plain = await cluster.webhookConfigurations();
-    await cluster.script('undeploy.sh');
-    assert.ok(plain.length >= 1);
-    // The chart's, installed the same way the e2e suites do, read back the same way.
-    await cluster.make('deploy', deployEnv());
-    const charted = await cluster.webhookConfigurations();
     const entries = (list: WebhookConfiguration[]): Record<string, unknown>[] =>
-      list.flatMap((c) => (c.webhooks ?? []).map((w) => comparable(c.kind, w))).sort((a, b) => String(a['name']).localeCompare(String(b['name'])));
-    assert.deepEqual(entries(charted), entries(plain), 'charts/scangate and manifests/ register different webhooks: carry the change to the other place');
+      list.flatMap((c) => (c.webhooks ?? []).map((w) => comparable(c.kind, w))).sort((a, b) => `${String(a['kind'])}/${String(a['name'])}`.localeCompare(`${String(b['kind'])}/${String(b['name'])}`));
+    const outOfCluster = { WEBHOOK_URL: 'https://127.0.0.1:9/', VERIFY_WEBHOOK: 'false', CERT_DIR: join(cluster.runDir, 'certs') };
+    await cluster.script('deploy.sh', [], outOfCluster);
+    const registered = await cluster.webhookConfigurations();
+    assert.ok(registered.length >= 1);
+    // make deploy over the out-of-cluster registration stops, naming the way out; then the chart's
+    // entries, installed by make deploy, read back the same way.
+    const over = await run('make', ['--no-print-directory', '-C', ROOT, 'deploy'], { env: cluster.env(deployEnv()), timeoutMs: 5 * MINUTE });
+    assert.notEqual(over.code, 0, 'make deploy over an out-of-cluster registration must stop');
+    assert.match(over.stderr, /validatingwebhookconfiguration scangate is an out-of-cluster registration \(WEBHOOK_URL\): remove it first with make undeploy/);
+    assert.deepEqual((await cluster.webhookConfigurations()).map((c) => c.metadata.uid), registered.map((c) => c.metadata.uid), 'left as it was');
+    // With digest pinning (PIN_DIGESTS=true: a MutatingWebhookConfiguration too), then without.
+    await cluster.script('deploy.sh', [], { ...outOfCluster, PIN_DIGESTS: 'true' });
+    const registeredPinned = await cluster.webhookConfigurations();
+    assert.ok(registeredPinned.some((c) => c.kind === 'MutatingWebhookConfiguration'), 'deploy.sh registers the pinning webhook with PIN_DIGESTS=true');
+    await cluster.script('undeploy.sh');
+    const drift = 'charts/scangate and manifests/ register different webhooks: carry the change to the other place';
+    for (const [pin, expected] of [['true', registeredPinned], ['false', registered]] as const) {
+      await cluster.make('deploy', deployEnv({ PIN_DIGESTS: pin }));
+      const charted = await cluster.webhookConfigurations();
+      assert.ok(charted.every((c) => c.webhooks?.every((w) => w.clientConfig.service?.name === RELEASE && w.clientConfig.url === undefined)), 'sent to the Service');
+      assert.deepEqual(entries(charted), entries(expected), `PIN_DIGESTS=${pin}: ${drift}`);
+    }
   });
 
   scenario('3. make deploy (helm): Service, path, caBundle = the CA of the serving certificate; no password anywhere; Fail blocks pods', async () => {
@@ -313,6 +331,7 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     const ca = b64(secret.data['ca.crt'] ?? '');
     assert.deepEqual(pemCerts(b64(hook.clientConfig.caBundle ?? '')), pemCerts(ca), 'caBundle is the Secret\'s CA');
     const caCert = new X509Certificate(ca);
+    assert.ok(new X509Certificate(b64(secret.data['tls.crt'] ?? '')).checkPrivateKey(createPrivateKey(b64(secret.data['tls.key'] ?? ''))), 'tls.key is the key of tls.crt');
     const serving = new X509Certificate(b64(secret.data['tls.crt'] ?? ''));
     assert.ok(serving.verify(caCert.publicKey), 'the serving certificate is signed by that CA');
     assert.ok(serving.checkHost(`${RELEASE}.${NAMESPACE}.svc`) !== undefined, `serving certificate names ${RELEASE}.${NAMESPACE}.svc: ${String(serving.subjectAltName)}`);
@@ -432,5 +451,15 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     const uninstall = await cluster.helmRun(['uninstall', RELEASE, '-n', ns, '--wait']);
     assert.equal(uninstall.code, 0, uninstall.stderr);
     assert.deepEqual(await cluster.webhookConfigurations(), []);
+  });
+
+  scenario('7. make deploy whose pods never become Ready (no kubelet) is undone: no webhook left, pods admitted', async () => {
+    const r = await run('make', ['--no-print-directory', '-C', ROOT, 'deploy'], { env: cluster.env(deployEnv({ ROLLOUT_TIMEOUT: '5s' })), timeoutMs: 5 * MINUTE });
+    assert.notEqual(r.code, 0, 'make deploy must fail when the pods do not become Ready');
+    assert.match(r.stderr, /has been uninstalled due to rollback-on-failure/);
+    assert.deepEqual(await cluster.webhookConfigurations(), []);
+    const ok = await cluster.tryPod('default');
+    assert.equal(ok.code, 0, `pod creation after the failed install: ${ok.stderr}`);
+    await cluster.script('undeploy.sh');
   });
 });

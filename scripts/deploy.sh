@@ -47,7 +47,7 @@ MANIFESTS="$SCANGATE_ROOT/manifests"
 CONFIG_KEYS=(REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE ANCHORE_POLICY_ID
   ANCHORE_ACCOUNT ANCHORE_INSECURE_SKIP_TLS_VERIFY LOG_LEVEL DEADLINE_MARGIN_MS DEFAULT_TIMEOUT_MS
   SCANNER_REQUEST_TIMEOUT_MS MAX_CONCURRENT_SCANS CACHE_MAX_ENTRIES CACHE_PASS_TTL_MS CACHE_FAIL_TTL_MS
-  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_CONTROLLERS PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS)
+  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_CONTROLLERS PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION)
 
 if ! [[ "$WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WEBHOOK_TIMEOUT_SECONDS < 1 || WEBHOOK_TIMEOUT_SECONDS > 30)); then
   die "WEBHOOK_TIMEOUT_SECONDS must be 1..30 (the API server's limit), got $WEBHOOK_TIMEOUT_SECONDS"
@@ -116,7 +116,7 @@ else
     [SCANNER_REQUEST_TIMEOUT_MS]=scanner.requestTimeoutMs [MAX_CONCURRENT_SCANS]=scanner.maxConcurrentScans
     [CACHE_MAX_ENTRIES]=cache.maxEntries [CACHE_PASS_TTL_MS]=cache.passTtlMs [CACHE_FAIL_TTL_MS]=cache.failTtlMs
     [BREAK_GLASS_USERS]=breakGlass.users [BREAK_GLASS_GROUPS]=breakGlass.groups [BREAK_GLASS_CONTROLLERS]=breakGlass.controllers
-    [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds)
+    [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds [ANCHORE_API_VERSION]=scanner.apiVersion)
   for k in "${CONFIG_KEYS[@]}"; do
     [[ -n "${!k:-}" ]] || continue
     case "$k" in
@@ -124,7 +124,7 @@ else
       REGISTRY_ALLOWLIST) args+=(--set-json "registryAllowlist=$(json_list "$REGISTRY_ALLOWLIST")") ;;
       BREAK_GLASS_USERS | BREAK_GLASS_GROUPS | BREAK_GLASS_CONTROLLERS) args+=(--set-json "${VALUE_OF[$k]}=$(json_list "${!k}")") ;;
       PIN_DIGESTS) args+=(--set "pinning.enabled=$([[ "$PIN_DIGESTS" =~ ^(true|1|yes)$ ]] && echo true || echo false)") ;;
-      MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
+      MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT | ANCHORE_API_VERSION) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
       *) args+=(--set "${VALUE_OF[$k]}=${!k}") ;;
     esac
   done

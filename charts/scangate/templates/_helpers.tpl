@@ -79,6 +79,7 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
 {{- $v := .Values -}}
 {{- $s := dict
   "ANCHORE_CLI_URL" $v.scanner.url
+  "ANCHORE_API_VERSION" $v.scanner.apiVersion
   "ANCHORE_INSECURE_SKIP_TLS_VERIFY" (toString $v.scanner.insecureSkipTLSVerify)
   "SCANNER_REQUEST_TIMEOUT_MS" (include "scangate.int" $v.scanner.requestTimeoutMs)
   "SCANNER_POLL_INITIAL_MS" (include "scangate.int" $v.scanner.pollInitialMs)

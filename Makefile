@@ -115,8 +115,9 @@ test: ## Sample deployments nginx + apache-struts2 in the current context; fails
 	scripts/test-samples.sh
 
 .PHONY: demo
-demo: build ## One command: control plane + scanner simulator + scangate + samples + kubectl get events
-	scripts/demo.sh
+SCANNER_API ?= v1
+demo: build ## One command: control plane + scanner simulator + scangate + samples + kubectl get events (SCANNER_API=v1|v2)
+	SCANNER_API=$(SCANNER_API) scripts/demo.sh
 
 .PHONY: image
 image: ## Build the container image (IMAGE=scangate:0.1.0; needs a Docker daemon)

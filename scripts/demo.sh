@@ -9,6 +9,8 @@
 # stops it all.
 #
 # Environment: SIM_ANALYSIS_DELAY_MS=1500 (how long the simulator "analyses" a new image)
+#              SCANNER_API=v1 (the simulator speaks Anchore Engine's v1 API) or v2 (Anchore Enterprise 5:
+#              v2 only; scangate is then given the bare URL and finds the API itself, ANCHORE_API_VERSION=auto)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require node curl "$KUBECTL"
@@ -29,17 +31,24 @@ chmod 700 "$LOCAL_DIR"
 pass_file="$LOCAL_DIR/scanner-pass"
 (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$pass_file")
 
+SCANNER_API="${SCANNER_API:-v1}"
+case "$SCANNER_API" in
+  v1) sim_probe=/v1 sim_url_path=/v1 ;;
+  v2) sim_probe=/v2/version sim_url_path= ;;
+  *) die "SCANNER_API must be v1 or v2, got '$SCANNER_API'" ;;
+esac
+
 sim_port=$(free_port)
 start_daemon scanner-sim "$LOCAL_DIR/scanner-sim.log" "$LOCAL_DIR/scanner-sim.pid" \
   node dist/src/main.js scanner-sim --host 127.0.0.1 --port "$sim_port" --data samples/scanner-data.json \
-  --analysis-delay-ms "${SIM_ANALYSIS_DELAY_MS:-1500}" --user admin --pass-file "$pass_file"
+  --analysis-delay-ms "${SIM_ANALYSIS_DELAY_MS:-1500}" --user admin --pass-file "$pass_file" --api "$SCANNER_API"
 # Any HTTP answer (even 401) means it is listening.
-wait_until 30 "scanner simulator on 127.0.0.1:$sim_port" curl -s -o /dev/null "http://127.0.0.1:$sim_port/v1" ||
+wait_until 30 "scanner simulator on 127.0.0.1:$sim_port" curl -s -o /dev/null "http://127.0.0.1:$sim_port$sim_probe" ||
   { tail -n 20 "$LOCAL_DIR/scanner-sim.log" >&2; exit 1; }
 
 sg_port=$(free_port)
 (
-  export ANCHORE_CLI_URL="http://127.0.0.1:$sim_port/v1" ANCHORE_CLI_USER=admin ANCHORE_CLI_PASS_FILE="$pass_file"
+  export ANCHORE_CLI_URL="http://127.0.0.1:$sim_port$sim_url_path" ANCHORE_CLI_USER=admin ANCHORE_CLI_PASS_FILE="$pass_file"
   export POD_NAMESPACE=scangate EXEMPT_NAMESPACES=kube-system
   export HOST=127.0.0.1 PORT="$sg_port" TLS_CERT_FILE="$CERT_DIR/tls.crt" TLS_KEY_FILE="$CERT_DIR/tls.key"
   start_daemon scangate "$LOCAL_DIR/scangate.log" "$LOCAL_DIR/scangate.pid" node dist/src/main.js serve
@@ -53,9 +62,18 @@ WEBHOOK_URL="https://127.0.0.1:$sg_port" scripts/deploy.sh
 rc=0
 scripts/test-samples.sh || rc=$?
 
+# Which API scangate found (ANCHORE_API_VERSION=auto asked GET /v2/version at start).
+detected=$(grep -m1 '"msg":"scanner API detected"' "$LOCAL_DIR/scangate.log" | grep -o '"apiVersion":"v[12]"' | cut -d'"' -f4 || true)
+if [[ "$detected" == "$SCANNER_API" ]]; then
+  echo "PASS scangate speaks Anchore API $detected to the simulator (--api $SCANNER_API)"
+else
+  echo "FAIL scangate detected Anchore API '${detected:-none}', the simulator speaks $SCANNER_API"
+  rc=1
+fi
+
 cat <<EOF
 
-== Running: control plane, scanner simulator (127.0.0.1:$sim_port), scangate (https://127.0.0.1:$sg_port)
+== Running: control plane, scanner simulator (Anchore API $SCANNER_API, 127.0.0.1:$sim_port), scangate (https://127.0.0.1:$sg_port)
    export KUBECONFIG=$KUBECONFIG
    kubectl get events                      # the FailedCreate above
    kubectl run demo --image=nginx          # refused: latest tag

@@ -124,10 +124,18 @@ function startChild(args, env, logFile) {
   };
 }
 
-/** `scangate scanner-sim` on a free port with the bench data; admin helpers over its /_sim routes. */
-export async function startSimulator(work, { analysisDelayMs = 0 } = {}) {
+/**
+ * `scangate scanner-sim` on a free port with the bench data; admin helpers over its /_sim routes.
+ * `api`: 'v1' (url `.../v1`) or 'v2' (Anchore Enterprise 5, v2 only; url is the bare origin, so
+ * scangate detects the API as with its default settings).
+ */
+export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1' } = {}) {
   const port = await freePort();
-  const proc = startChild([MAIN_JS, 'scanner-sim', '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs)], {}, join(work.dir, 'simulator.log'));
+  const proc = startChild(
+    [MAIN_JS, 'scanner-sim', '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs), '--api', api],
+    {},
+    join(work.dir, `simulator-${api}-${port}.log`),
+  );
   const base = `http://127.0.0.1:${port}`;
   await waitReady(`${base}/health`, undefined, proc.child, 'scanner simulator');
   const admin = async (method, path, body) => {
@@ -137,7 +145,8 @@ export async function startSimulator(work, { analysisDelayMs = 0 } = {}) {
   };
   return {
     ...proc,
-    url: `${base}/v1`,
+    api,
+    url: api === 'v2' ? base : `${base}/v1`,
     stats: () => admin('GET', '/_sim/stats'),
     setFaults: (faults) => admin('PUT', '/_sim/faults', faults),
     setAnalysisDelayMs: (ms) => admin('PUT', '/_sim/analysis-delay', { ms }),

@@ -3,6 +3,7 @@
  * as a child process (`node dist/src/main.js serve`) with its JSON log captured, a bounded load pool
  * over HTTPS keep-alive, and the RSS of a process. Real sockets on 127.0.0.1 only.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -294,3 +295,15 @@ export async function waitFor(predicate: () => boolean | Promise<boolean>, timeo
   }
 }
 
+
+/**
+ * Asserts a whole AdmissionResponse of a clean admission of one passing image: uid echoed, allowed, and
+ * the audit annotations every decision carries (`decision`, and `images` with the scanned digest).
+ */
+export function assertCleanPass(response: unknown, uid: string, image?: string): void {
+  const images = (response as { auditAnnotations?: { images?: unknown } } | undefined)?.auditAnnotations?.images;
+  assert.equal(typeof images, 'string', `no audit annotation "images" in ${JSON.stringify(response)}`);
+  assert.match(String(images), /^[^=;]+=pass@sha256:[0-9a-f]{64}$/);
+  if (image !== undefined) assert.ok(String(images).startsWith(`${image}=`), String(images));
+  assert.deepEqual(response, { uid, allowed: true, auditAnnotations: { decision: 'allowed', images } });
+}

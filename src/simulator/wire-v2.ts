@@ -220,7 +220,13 @@ export const V2_QUERY_PARAMETERS = {
   version: [],
 } as const;
 
-/** Refuses undeclared query parameters and non-boolean values of the declared boolean ones. */
+/** The enumerated query parameters (list_images), with the values the spec allows. */
+const V2_QUERY_ENUMS: Record<string, readonly string[]> = {
+  image_status: ['all', 'active', 'deleting'],
+  analysis_status: ['not_analyzed', 'analyzed', 'analyzing', 'analysis_failed'],
+};
+
+/** Refuses undeclared query parameters, non-boolean values of the boolean ones and values outside an enum. */
 export function checkQueryV2(operation: keyof typeof V2_QUERY_PARAMETERS, query: URLSearchParams): void {
   const allowed: readonly string[] = V2_QUERY_PARAMETERS[operation];
   const extra = [...new Set(query.keys())].filter((k) => !allowed.includes(k));
@@ -231,6 +237,12 @@ export function checkQueryV2(operation: keyof typeof V2_QUERY_PARAMETERS, query:
     const value = query.get(name);
     if (value !== null && !/^(true|false)$/i.test(value)) {
       throw new AnchoreApiError(400, `'${value}' is not of type 'boolean' - '${name}'`, { parameter: name });
+    }
+  }
+  for (const [name, allowedValues] of Object.entries(V2_QUERY_ENUMS)) {
+    const value = query.get(name);
+    if (value !== null && !allowedValues.includes(value)) {
+      throw new AnchoreApiError(400, `'${value}' is not one of ${JSON.stringify(allowedValues)} - '${name}'`, { parameter: name });
     }
   }
 }

@@ -166,6 +166,9 @@ export async function anchoreV2Contract(): Promise<ApiContract> {
         'Their bodies are held to ApiErrorResponse.',
     },
     refinements: {
+      // v2 dropped v1's top-level tag/digest fields (ANCHORE-V2-API.md section 2): without a source the
+      // body names no image, though the schema lists no required property.
+      ImageAnalysisRequest: { schema: { required: ['source'] }, reason: 'ANCHORE-V2-API.md section 2: source is the only way to name the image' },
       ImageSource: { schema: EXACTLY_ONE_SOURCE, reason: 'description of ImageSource: "Only one may be set in any given request"' },
     },
   });

@@ -34,7 +34,7 @@ export interface ComposeOptions {
  */
 export function composeScangate(config: Config, opts: ComposeOptions): Scangate {
   const cache = createVerdictCache({ ...config.cache, ...(opts.now !== undefined ? { now: opts.now } : {}) });
-  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false, cacheSize: () => cache.size });
+  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false, cacheSize: () => cache.size, cacheBytes: () => cache.bytes });
   const clock = opts.now !== undefined ? { now: opts.now } : {};
   const scanner =
     opts.scanner ??
@@ -60,6 +60,8 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     rules: config.rules,
     decision: config.decision,
     exemptNamespaces: config.exemptNamespaces,
+    maxImagesPerReview: config.maxImagesPerReview,
+    maxNewScansPerRequest: config.scanner.maxNewScansPerRequest,
     coordinator,
     metrics,
     ...clock,
@@ -71,6 +73,7 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     logger: opts.logger,
     deadline: config.deadline,
     maxBodyBytes: config.server.maxBodyBytes,
+    maxInflightBodyBytes: config.server.maxInflightBodyBytes,
     state,
     modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
     breakGlass: config.breakGlass,

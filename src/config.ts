@@ -13,6 +13,10 @@ export interface Config {
     readonly tlsKeyFile?: string;
     readonly insecureHttp: boolean;
     readonly maxBodyBytes: number;
+    /** Bound of the bytes of request bodies being read at once, over every connection. */
+    readonly maxInflightBodyBytes: number;
+    /** Bound of open connections (server.maxConnections); past it new connections are closed at once. */
+    readonly maxConnections: number;
     readonly certReloadIntervalMs: number;
     readonly shutdownDelayMs: number;
     readonly shutdownTimeoutMs: number;
@@ -33,6 +37,8 @@ export interface Config {
     readonly retryBudgetMs: number;
     readonly maxScanDurationMs: number;
     readonly maxConcurrentScans: number;
+    /** Bound of the new scans one request may start (fairness of the MAX_CONCURRENT_SCANS slots). */
+    readonly maxNewScansPerRequest: number;
   };
   readonly rules: { readonly denyLatestTag: boolean; readonly registryAllowlist: readonly string[] };
   readonly decision: {
@@ -48,7 +54,9 @@ export interface Config {
   readonly breakGlass: { readonly users: readonly string[]; readonly groups: readonly string[]; readonly controllers: readonly string[] };
   /** Digest pinning by the mutating webhook (`/mutate`); off by default. */
   readonly pinning: { readonly enabled: boolean };
-  readonly cache: { readonly maxEntries: number; readonly passTtlMs: number; readonly failTtlMs: number };
+  /** Bound of the container images one review may name; past it the review is denied. */
+  readonly maxImagesPerReview: number;
+  readonly cache: { readonly maxEntries: number; readonly maxBytes: number; readonly passTtlMs: number; readonly failTtlMs: number };
   readonly deadline: { readonly defaultTimeoutMs: number; readonly marginMs: number };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -59,6 +67,8 @@ export const DEFAULTS = {
   PORT: '8443',
   INSECURE_HTTP: 'false',
   MAX_BODY_BYTES: String(4 * 1024 * 1024),
+  MAX_INFLIGHT_BODY_BYTES: String(32 * 1024 * 1024),
+  MAX_CONNECTIONS: '512',
   CERT_RELOAD_INTERVAL_MS: '10000',
   SHUTDOWN_DELAY_MS: '0',
   SHUTDOWN_TIMEOUT_MS: '25000',
@@ -73,6 +83,8 @@ export const DEFAULTS = {
   SCANNER_RETRY_BUDGET_MS: '20000',
   SCAN_MAX_DURATION_MS: '600000',
   MAX_CONCURRENT_SCANS: '100',
+  MAX_NEW_SCANS_PER_REQUEST: '10',
+  MAX_IMAGES_PER_REVIEW: '64',
   DENY_LATEST_TAG: 'true',
   REGISTRY_ALLOWLIST: '',
   MODE: 'enforce',
@@ -92,6 +104,7 @@ export const DEFAULTS = {
   ].join(','),
   PIN_DIGESTS: 'false',
   CACHE_MAX_ENTRIES: '10000',
+  CACHE_MAX_BYTES: String(32 * 1024 * 1024),
   CACHE_PASS_TTL_MS: '3600000',
   CACHE_FAIL_TTL_MS: '300000',
   DEFAULT_TIMEOUT_MS: '10000',
@@ -130,6 +143,8 @@ const schema = z.object({
   TLS_KEY_FILE: optional,
   INSECURE_HTTP: bool,
   MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024),
+  MAX_INFLIGHT_BODY_BYTES: int(1024, 1024 * 1024 * 1024),
+  MAX_CONNECTIONS: int(1, 1_000_000),
   CERT_RELOAD_INTERVAL_MS: int(100, 3_600_000),
   SHUTDOWN_DELAY_MS: int(0, 120_000),
   SHUTDOWN_TIMEOUT_MS: int(0, 300_000),
@@ -146,6 +161,8 @@ const schema = z.object({
   SCANNER_RETRY_BUDGET_MS: int(0, 3_600_000),
   SCAN_MAX_DURATION_MS: int(1000, 24 * 3_600_000),
   MAX_CONCURRENT_SCANS: int(1, 100_000),
+  MAX_NEW_SCANS_PER_REQUEST: int(1, 100_000),
+  MAX_IMAGES_PER_REVIEW: int(1, 100_000),
   DENY_LATEST_TAG: bool,
   REGISTRY_ALLOWLIST: list,
   MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
@@ -159,6 +176,7 @@ const schema = z.object({
   PIN_DIGESTS: bool,
   POD_NAMESPACE: optional,
   CACHE_MAX_ENTRIES: int(1, 10_000_000),
+  CACHE_MAX_BYTES: int(64 * 1024, 16 * 1024 * 1024 * 1024),
   CACHE_PASS_TTL_MS: int(0, 30 * 24 * 3_600_000),
   CACHE_FAIL_TTL_MS: int(0, 30 * 24 * 3_600_000),
   DEFAULT_TIMEOUT_MS: int(1000, 30_000),
@@ -230,6 +248,7 @@ export function parseConfig(
   const versionProblem = urlVersionProblem(v.ANCHORE_API_VERSION, v.ANCHORE_CLI_URL);
   if (versionProblem !== undefined) problems.push(versionProblem);
   if (v.SCANNER_POLL_MAX_MS < v.SCANNER_POLL_INITIAL_MS) problems.push('SCANNER_POLL_MAX_MS: must be >= SCANNER_POLL_INITIAL_MS');
+  if (v.MAX_INFLIGHT_BODY_BYTES < v.MAX_BODY_BYTES) problems.push('MAX_INFLIGHT_BODY_BYTES: must be >= MAX_BODY_BYTES (one whole body must fit)');
   if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
     problems.push('ANCHORE_INSECURE_SKIP_TLS_VERIFY and ANCHORE_CA_FILE contradict each other: pick one');
   }
@@ -246,6 +265,8 @@ export function parseConfig(
       ...(v.TLS_KEY_FILE !== undefined ? { tlsKeyFile: v.TLS_KEY_FILE } : {}),
       insecureHttp: v.INSECURE_HTTP,
       maxBodyBytes: v.MAX_BODY_BYTES,
+      maxInflightBodyBytes: v.MAX_INFLIGHT_BODY_BYTES,
+      maxConnections: v.MAX_CONNECTIONS,
       certReloadIntervalMs: v.CERT_RELOAD_INTERVAL_MS,
       shutdownDelayMs: v.SHUTDOWN_DELAY_MS,
       shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
@@ -265,6 +286,7 @@ export function parseConfig(
       retryBudgetMs: v.SCANNER_RETRY_BUDGET_MS,
       maxScanDurationMs: v.SCAN_MAX_DURATION_MS,
       maxConcurrentScans: v.MAX_CONCURRENT_SCANS,
+      maxNewScansPerRequest: v.MAX_NEW_SCANS_PER_REQUEST,
     },
     rules: { denyLatestTag: v.DENY_LATEST_TAG, registryAllowlist: v.REGISTRY_ALLOWLIST.map(normaliseRegistry) },
     decision: {
@@ -276,7 +298,8 @@ export function parseConfig(
     exemptNamespaces: [...exempt],
     breakGlass: { users: v.BREAK_GLASS_USERS, groups: v.BREAK_GLASS_GROUPS, controllers: v.BREAK_GLASS_CONTROLLERS },
     pinning: { enabled: v.PIN_DIGESTS },
-    cache: { maxEntries: v.CACHE_MAX_ENTRIES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
+    maxImagesPerReview: v.MAX_IMAGES_PER_REVIEW,
+    cache: { maxEntries: v.CACHE_MAX_ENTRIES, maxBytes: v.CACHE_MAX_BYTES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
     deadline: { defaultTimeoutMs: v.DEFAULT_TIMEOUT_MS, marginMs: v.DEADLINE_MARGIN_MS },
     logLevel: v.LOG_LEVEL,
   };

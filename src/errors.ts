@@ -31,6 +31,21 @@ export class BadRequestError extends ScangateError {
   }
 }
 
+/**
+ * A per-process bound was reached (bytes of request bodies being read at once): answered 503 with
+ * Retry-After, and the connection closed. The API server's failurePolicy then decides that request.
+ */
+export class OverloadedError extends ScangateError {
+  readonly statusCode = 503;
+  readonly retryAfterS: number;
+  readonly reason: 'body_bytes';
+  constructor(message: string, reason: 'body_bytes', retryAfterS = 1) {
+    super('SCANGATE_ERR_OVERLOADED', message);
+    this.reason = reason;
+    this.retryAfterS = retryAfterS;
+  }
+}
+
 /** Base class of everything that went wrong talking to the scanner. */
 export class ScannerError extends ScangateError {
   /** Whether trying the same call again later may succeed. */

@@ -72,6 +72,10 @@ async function serve(argv: string[]): Promise<number> {
       ? { tls: { certFile, keyFile, reloadIntervalMs: config.server.certReloadIntervalMs } }
       : {}),
     logger,
+    maxConnections: config.server.maxConnections,
+    onConnectionDropped: () => {
+      scangate.metrics.overloadRefusals.inc({ reason: 'connections' });
+    },
   });
   scangate.state.ready = true;
   logger.info(

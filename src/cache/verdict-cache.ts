@@ -3,6 +3,8 @@ import type { ScanVerdict } from '../policy/types.js';
 
 export interface VerdictCacheOptions {
   readonly maxEntries: number;
+  /** Bound of the whole cache in bytes of heap (verdictEntryBytes of every entry); 32 MiB if absent. */
+  readonly maxBytes?: number;
   readonly passTtlMs: number;
   readonly failTtlMs: number;
   /** Injected clock (milliseconds, monotonic); tests pass a fake one. */
@@ -11,10 +13,31 @@ export interface VerdictCacheOptions {
 
 export interface VerdictCache {
   get(key: string): ScanVerdict | undefined;
-  /** Stores a verdict with the TTL of its status. Errors and timeouts are never verdicts. */
+  /**
+   * Stores a verdict with the TTL of its status; a TTL of 0 means "do not cache" verdicts of that
+   * status. Errors and timeouts are never verdicts.
+   */
   set(key: string, verdict: ScanVerdict): void;
   readonly size: number;
+  /** Bytes held, as verdictEntryBytes counts them. */
+  readonly bytes: number;
   clear(): void;
+}
+
+/**
+ * Heap an entry costs, in bytes: the strings it holds (UTF-16, two bytes a character) plus the objects
+ * around them and lru-cache's own slot. An estimate that errs high, checked against the heap in bench/
+ * ("memory") and documented in README and docs/SECURITY.md; lru-cache's sizeCalculation, so that the
+ * cache is bounded by bytes and not only by count.
+ */
+export function verdictEntryBytes(key: string, verdict: ScanVerdict): number {
+  let chars = key.length + verdict.digest.length + (verdict.pinDigest?.length ?? 0) + (verdict.policyId?.length ?? 0);
+  let objects = 1;
+  if (verdict.status === 'fail') {
+    for (const r of verdict.reasons) chars += r.gate.length + r.trigger.length + r.output.length;
+    objects += 1 + verdict.reasons.length;
+  }
+  return 2 * chars + 64 * objects + 160;
 }
 
 /** Cache key: the canonical reference plus the policy it was judged against. */
@@ -30,6 +53,8 @@ export function verdictKey(canonical: string, policyId: string | undefined): str
 export function createVerdictCache(opts: VerdictCacheOptions): VerdictCache {
   const cache = new LRUCache<string, ScanVerdict>({
     max: opts.maxEntries,
+    maxSize: opts.maxBytes ?? 32 * 1024 * 1024,
+    sizeCalculation: (verdict, key) => verdictEntryBytes(key, verdict),
     ttl: Math.max(opts.passTtlMs, opts.failTtlMs),
     // Check expiry against the clock on every read, so an injected clock is exact.
     ttlResolution: 0,
@@ -38,10 +63,16 @@ export function createVerdictCache(opts: VerdictCacheOptions): VerdictCache {
   return {
     get: (key) => cache.get(key),
     set: (key, verdict) => {
-      cache.set(key, verdict, { ttl: verdict.status === 'pass' ? opts.passTtlMs : opts.failTtlMs });
+      const ttl = verdict.status === 'pass' ? opts.passTtlMs : opts.failTtlMs;
+      // lru-cache reads a TTL of 0 as "never expires": for us it means "never stored".
+      if (ttl === 0) return;
+      cache.set(key, verdict, { ttl });
     },
     get size() {
       return cache.size;
+    },
+    get bytes() {
+      return cache.calculatedSize;
     },
     clear: () => {
       cache.clear();

@@ -10,7 +10,7 @@ export function imagesFromArgs(images: readonly string[]): ContainerImage[] {
 
 /** Exit status of `scangate check`: 2 when any verdict is missing (timeout or scanner error). */
 export function checkExitCode(evaluation: Evaluation): number {
-  if (evaluation.images.some((i) => i.result === 'timeout' || i.result === 'scanner-error')) return CHECK_EXIT.error;
+  if (evaluation.images.some((i) => i.result === 'timeout' || i.result === 'deferred' || i.result === 'scanner-error')) return CHECK_EXIT.error;
   return evaluation.decision.allowed ? CHECK_EXIT.allowed : CHECK_EXIT.denied;
 }
 

@@ -1,11 +1,20 @@
 import type { Metrics } from '../observability/metrics.js';
 import { decideWithBreakGlass, type BreakGlassGrant } from '../policy/break-glass.js';
+import { tooManyImages } from '../policy/decision.js';
 import { LRUCache } from 'lru-cache';
 import { checkLocalRules, type LocalResult } from '../policy/local-rules.js';
+import { MAX_REFERENCE_LENGTH, displayImage } from '../policy/safe-text.js';
 import type { ContainerImage, Decision, DecisionOptions, ImageAssessment, LocalRules, Mode } from '../policy/types.js';
-import type { ScanCoordinator } from './scan-coordinator.js';
+import { createScanBudget, type ScanCoordinator } from './scan-coordinator.js';
 
 const LOCAL_RESULTS_MAX = 4096;
+/**
+ * Bound of the local-rule memo in bytes. An entry holds the image text about six times over (input,
+ * name, path, canonical, familiar, the key) in UTF-16, plus its objects: at most about 6.5 KB for the
+ * longest valid reference (MAX_REFERENCE_LENGTH), about 1 KB for a usual one.
+ */
+const LOCAL_RESULTS_MAX_BYTES = 4 * 1024 * 1024;
+const localResultBytes = (key: string): number => 12 * key.length + 400;
 
 export interface EvaluationRequest {
   readonly images: readonly ContainerImage[];
@@ -26,7 +35,7 @@ export interface ImageReport {
   readonly image: string;
   readonly canonical?: string;
   readonly cache?: 'hit' | 'miss' | 'shared';
-  readonly result: 'pass' | 'fail' | 'timeout' | 'scanner-error' | 'invalid-reference' | 'latest-tag' | 'registry-not-allowed';
+  readonly result: 'pass' | 'fail' | 'timeout' | 'deferred' | 'scanner-error' | 'invalid-reference' | 'latest-tag' | 'registry-not-allowed';
   readonly digest?: string;
 }
 
@@ -40,6 +49,10 @@ export interface EvaluatorOptions {
   readonly rules: LocalRules;
   readonly decision: DecisionOptions;
   readonly exemptNamespaces: readonly string[];
+  /** Past this many container images a review is refused unjudged (MAX_IMAGES_PER_REVIEW); 64 if absent. */
+  readonly maxImagesPerReview?: number;
+  /** New scans one review may start (MAX_NEW_SCANS_PER_REQUEST); unbounded if absent. */
+  readonly maxNewScansPerRequest?: number;
   readonly coordinator: ScanCoordinator;
   readonly metrics: Metrics;
   readonly now?: () => number;
@@ -59,8 +72,17 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
   const exempt = new Set(opts.exemptNamespaces);
   // The local rules are a pure function of the image text and fixed settings, and a cluster runs few
   // distinct images: each text is parsed and judged once (bounded; bench/ "cache-hit").
-  const localResults = new LRUCache<string, LocalResult>({ max: LOCAL_RESULTS_MAX });
+  const localResults = new LRUCache<string, LocalResult>({
+    max: LOCAL_RESULTS_MAX,
+    maxSize: LOCAL_RESULTS_MAX_BYTES,
+    sizeCalculation: (_result, key) => localResultBytes(key),
+  });
+  const maxImages = opts.maxImagesPerReview ?? 64;
   const localRules = (image: string): LocalResult => {
+    // Longer than the grammar allows: refused before it is parsed, memoised or logged in full.
+    if (image.length > MAX_REFERENCE_LENGTH) {
+      return { finding: { kind: 'invalid-reference', error: `longer than the ${MAX_REFERENCE_LENGTH} characters a reference can have` } };
+    }
     let result = localResults.get(image);
     if (result === undefined) {
       result = checkLocalRules(image, opts.rules);
@@ -73,7 +95,11 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
       if (request.namespace !== undefined && exempt.has(request.namespace)) {
         return { decision: { allowed: true, message: '', warnings: [], findings: [] }, exempt: true, images: [] };
       }
+      if (request.images.length > maxImages) {
+        return { decision: tooManyImages(request.images.length, maxImages, request.mode ?? opts.decision.mode), exempt: false, images: [] };
+      }
       const deadlineAt = now() + request.budgetMs;
+      const budget = opts.maxNewScansPerRequest !== undefined ? createScanBudget(opts.maxNewScansPerRequest) : undefined;
       // An image used by several containers is judged (and scanned) once.
       const byImage = new Map<string, ContainerImage[]>();
       for (const c of request.images) {
@@ -87,18 +113,19 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
           const { reference, finding } = localRules(image);
           if (finding !== undefined || reference === undefined) {
             reports.push({
-              image,
+              image: displayImage(image),
               ...(reference !== undefined ? { canonical: reference.canonical } : {}),
               result: finding?.kind ?? 'invalid-reference',
             });
             return { image, containers, ...(reference !== undefined ? { reference } : {}), ...(finding !== undefined ? { local: finding } : {}) };
           }
-          const { source, outcome } = await opts.coordinator.lookup(reference, deadlineAt - now());
+          const { source, outcome } = await opts.coordinator.lookup(reference, deadlineAt - now(), budget);
           reports.push({
-            image,
+            image: displayImage(image),
             canonical: reference.canonical,
             cache: source,
-            result: outcome.kind === 'verdict' ? outcome.verdict.status : outcome.kind === 'timeout' ? 'timeout' : 'scanner-error',
+            result:
+              outcome.kind === 'verdict' ? outcome.verdict.status : outcome.kind === 'timeout' || outcome.kind === 'deferred' ? outcome.kind : 'scanner-error',
             ...(outcome.kind === 'verdict' ? { digest: outcome.verdict.digest } : {}),
           });
           return { image, containers, reference, scan: outcome };
@@ -114,7 +141,7 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
         decisionOptions.rejectIfTimeout && decisionOptions.mode === 'enforce' && decisionOptions.subject !== 'workload' ? 'denied' : 'admitted';
       if (reports.some((r) => r.result === 'timeout')) opts.metrics.deadlineExpiries.inc({ reason: 'timeout', action });
       if (reports.some((r) => r.result === 'scanner-error')) opts.metrics.deadlineExpiries.inc({ reason: 'scanner_error', action });
-      const order = new Map([...byImage.keys()].map((k, i) => [k, i]));
+      const order = new Map([...byImage.keys()].map((k, i) => [displayImage(k), i]));
       reports.sort((a, b) => (order.get(a.image) ?? 0) - (order.get(b.image) ?? 0));
       return { decision, exempt: false, images: reports };
     },

@@ -5,7 +5,8 @@ import { verdictKey } from '../cache/verdict-cache.js';
 import { ScanAbortedError, ScannerError, describeError } from '../errors.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
 import type { ScanOutcome, ScanVerdict } from '../policy/types.js';
-import type { ImageReference } from '../reference/parse-reference.js';
+import { scanReference, type ImageReference } from '../reference/parse-reference.js';
+import { slimVerdict } from './slim-verdict.js';
 
 /** What the coordinator needs from a scanner client (see scanner/anchore-client.ts). */
 export interface Scanner {
@@ -47,9 +48,26 @@ interface InFlight {
   readonly controller: AbortController;
 }
 
+/**
+ * How many new scans one request may still start (MAX_NEW_SCANS_PER_REQUEST). Joining a scan in
+ * progress or a cache hit costs nothing; one object per request, shared by its lookups.
+ */
+export interface ScanBudget {
+  readonly maxNewScans: number;
+  newScansLeft: number;
+}
+
+export function createScanBudget(maxNewScans: number): ScanBudget {
+  return { maxNewScans, newScansLeft: maxNewScans };
+}
+
 export interface ScanCoordinator {
-  /** Cached verdict, or joins/starts the scan and waits at most `waitMs` for it. Never rejects. */
-  lookup(reference: ImageReference, waitMs: number): Promise<Lookup>;
+  /**
+   * Cached verdict, or joins/starts the scan and waits at most `waitMs` for it. Never rejects. A
+   * digest-pinned reference is looked up and scanned as `name@digest` (see scanReference). Starting a
+   * scan takes one from `budget`; with none left the outcome is `deferred`.
+   */
+  lookup(reference: ImageReference, waitMs: number, budget?: ScanBudget): Promise<Lookup>;
   /**
    * Stores a verdict under another reference to the same image: the digest-pinned form the mutating
    * webhook wrote (`name:tag@digest`), so the validating webhook that follows finds it (no second scan).
@@ -96,7 +114,9 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
           },
         })
         .then(
-          (verdict): Settled => {
+          (answer): Settled => {
+            // Only what a denial can show is kept, cached or handed to the waiters.
+            const verdict = slimVerdict(answer);
             opts.cache.set(key, verdict);
             return { ok: true, verdict };
           },
@@ -129,6 +149,9 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
   }
 
   async function wait(entry: InFlight, waitMs: number): Promise<ScanOutcome> {
+    // No time left (a `?timeout=` of a millisecond or two): answer at once rather than ask p-timeout
+    // for a zero-length wait, which it refuses.
+    if (!(waitMs > 0)) return entry.lastTransientError !== undefined ? errorOutcome(entry.lastTransientError) : { kind: 'timeout', waitedMs: 0 };
     try {
       const settled = await pTimeout(entry.result, { milliseconds: Math.max(0, waitMs) });
       return settled.ok ? { kind: 'verdict', verdict: settled.verdict } : errorOutcome(settled.error);
@@ -140,13 +163,15 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
     }
   }
 
-  const keyOf = (reference: ImageReference): string => verdictKey(reference.canonical, opts.policyId);
+  // A digest-pinned reference is keyed as name@digest (see scanReference), whoever stores or looks it up.
+  const keyOf = (reference: ImageReference): string => verdictKey(scanReference(reference).canonical, opts.policyId);
 
   return {
     remember(reference, verdict) {
-      opts.cache.set(keyOf(reference), verdict);
+      opts.cache.set(keyOf(reference), slimVerdict(verdict));
     },
-    async lookup(reference, waitMs) {
+    async lookup(written, waitMs, budget) {
+      const reference = scanReference(written);
       const key = keyOf(reference);
       const cached = opts.cache.get(key);
       if (cached !== undefined) {
@@ -156,6 +181,11 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
       let entry = inFlight.get(key);
       let source: CacheResult = 'shared';
       if (entry === undefined) {
+        if (budget !== undefined && budget.newScansLeft <= 0) {
+          opts.metrics.cacheLookups.inc({ result: 'miss' });
+          opts.metrics.scansDeferred.inc();
+          return { source: 'miss', outcome: { kind: 'deferred', maxNewScans: budget.maxNewScans } };
+        }
         if (inFlight.size >= opts.maxConcurrentScans) {
           opts.metrics.cacheLookups.inc({ result: 'miss' });
           return {
@@ -163,6 +193,7 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
             outcome: { kind: 'error', code: 'SCANGATE_ERR_SCANNER_BUSY', message: `too many scans in progress (${opts.maxConcurrentScans})` },
           };
         }
+        if (budget !== undefined) budget.newScansLeft -= 1;
         entry = start(key, reference);
         source = 'miss';
       }

@@ -14,11 +14,12 @@ import { judgeBreakGlass, type BreakGlassGrant, type BreakGlassSettings } from '
 import { decodeImageReview, encodeImageReviewResponse } from '../admission/image-review.js';
 import { computeDeadline, type Deadline, type DeadlineSettings } from '../engine/deadline.js';
 import type { Evaluation, Evaluator } from '../engine/evaluator.js';
-import { BadRequestError, describeError } from '../errors.js';
+import { BadRequestError, OverloadedError, describeError } from '../errors.js';
 import type { Endpoint, Metrics } from '../observability/metrics.js';
 import { selectMode, type ModeSettings } from '../policy/mode.js';
+import { displayText } from '../policy/safe-text.js';
 import type { ContainerImage, Mode } from '../policy/types.js';
-import { readJsonBody } from './read-json-body.js';
+import { createBodyBudget, readJsonBody, type BodyBudget, type BodyHold } from './read-json-body.js';
 
 export interface AppState {
   /** False before start-up completes and from the moment shutdown begins. */
@@ -31,6 +32,8 @@ export interface AppOptions {
   readonly logger: Logger;
   readonly deadline: DeadlineSettings;
   readonly maxBodyBytes: number;
+  /** Bytes of request bodies held at once by every request together (MAX_INFLIGHT_BODY_BYTES). */
+  readonly maxInflightBodyBytes?: number;
   readonly state: AppState;
   /** MODE, NAMESPACE_MODES, WORKLOAD_MODE: which mode judges a request (policy/mode.ts). */
   readonly modes: ModeSettings;
@@ -51,6 +54,13 @@ function timeoutParam(querystring: string): string | undefined {
   return /(?:^|&)timeout=([^&]*)/.exec(querystring)?.[1];
 }
 
+/** Images listed in one decision log line; the rest are counted (`imagesOmitted`). */
+const LOG_MAX_IMAGES = 16;
+/** Characters of any other tenant-written text (uid, pod, namespace, ...) in a log line. */
+const LOG_MAX_FIELD_CHARS = 256;
+/** Longest `?timeout=` spelling memoised (a Go duration the API server writes is a few characters). */
+const MEMO_MAX_TIMEOUT_CHARS = 32;
+
 function resultOf(evaluation: Evaluation, mode: Mode): 'allowed' | 'denied' | 'warned' | 'exempt' {
   if (evaluation.exempt) return 'exempt';
   if (!evaluation.decision.allowed) return 'denied';
@@ -66,6 +76,7 @@ export function createApp(opts: AppOptions): Koa {
   // The API server sends the same `?timeout=` on every call of one webhook: parse each spelling once.
   const deadlines = new Map<string | undefined, Deadline>();
   const deadlineOf = (param: string | undefined): Deadline => {
+    if (param !== undefined && param.length > MEMO_MAX_TIMEOUT_CHARS) return computeDeadline(param, opts.deadline);
     let deadline = deadlines.get(param);
     if (deadline === undefined) {
       if (deadlines.size >= 64) deadlines.clear();
@@ -88,6 +99,19 @@ export function createApp(opts: AppOptions): Koa {
     if (!opts.state.ready) headers['connection'] = 'close';
     ctx.res.writeHead(200, headers).end(body);
   };
+  const bodyBudget: BodyBudget = createBodyBudget(opts.maxInflightBodyBytes ?? Number.MAX_SAFE_INTEGER);
+  /** Reads the body within MAX_BODY_BYTES and the process' body budget, held until the answer is sent. */
+  const readBody = (ctx: Koa.Context): Promise<unknown> => {
+    const hold: BodyHold = {
+      bytes: 0,
+      release() {
+        bodyBudget.give(this.bytes);
+        this.bytes = 0;
+      },
+    };
+    ctx.state['bodyHold'] = hold;
+    return readJsonBody(ctx.req, opts.maxBodyBytes, bodyBudget, hold);
+  };
   const app = new Koa();
   const router = new Router();
   // Koa logs errors to stderr by default; ours are logged (and answered) by the middleware below.
@@ -97,6 +121,16 @@ export function createApp(opts: AppOptions): Koa {
     try {
       await next();
     } catch (error) {
+      if (error instanceof OverloadedError) {
+        ctx.status = error.statusCode;
+        ctx.set('Retry-After', String(error.retryAfterS));
+        // The rest of the upload is not read into memory; the connection goes.
+        ctx.set('Connection', 'close');
+        ctx.body = { code: error.code, message: error.message };
+        opts.metrics.overloadRefusals.inc({ reason: error.reason });
+        opts.logger.warn({ path: ctx.path, status: error.statusCode, err: describeError(error) }, 'overloaded');
+        return;
+      }
       if (error instanceof BadRequestError) {
         ctx.status = error.statusCode;
         ctx.body = { code: error.code, message: error.message };
@@ -109,6 +143,7 @@ export function createApp(opts: AppOptions): Koa {
       ctx.status = 500;
       ctx.body = { code: 'SCANGATE_ERR_INTERNAL', message: 'internal error' };
     } finally {
+      (ctx.state['bodyHold'] as BodyHold | undefined)?.release();
       // While shutting down, every answer (also one to a request that arrived before the signal)
       // closes its connection, so the API server reconnects elsewhere and no idle keep-alive
       // connection holds the shutdown.
@@ -139,6 +174,11 @@ export function createApp(opts: AppOptions): Koa {
     const result = resultOf(evaluation, how.mode);
     opts.metrics.decisions.inc({ endpoint, result });
     opts.metrics.decisionDuration.observe({ endpoint }, durationMs / 1000);
+    // Bounded whatever the review holds: image texts are already escaped and cut by the evaluator,
+    // the message by the decision; the rest is cut here.
+    const fields: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(logFields)) fields[key] = typeof value === 'string' ? displayText(value, LOG_MAX_FIELD_CHARS) : value;
+    const omitted = evaluation.images.length - LOG_MAX_IMAGES;
     const used = evaluation.decision.breakGlass;
     const glass = used !== undefined && breakGlass !== undefined && breakGlass.kind !== 'none' ? { outcome: used, user: breakGlass.user, reason: breakGlass.reason } : undefined;
     const auditAnnotations = auditAnnotationsOf({
@@ -152,8 +192,8 @@ export function createApp(opts: AppOptions): Koa {
       opts.logger.warn(
         {
           endpoint,
-          ...logFields,
-          namespace,
+          ...fields,
+          namespace: namespace !== undefined ? displayText(namespace, LOG_MAX_FIELD_CHARS) : undefined,
           user: glass.user,
           via: breakGlass?.kind === 'granted' ? breakGlass.via : undefined,
           reason: glass.reason,
@@ -166,10 +206,11 @@ export function createApp(opts: AppOptions): Koa {
     opts.logger.info(
       {
         endpoint,
-        ...logFields,
-        namespace,
+        ...fields,
+        namespace: namespace !== undefined ? displayText(namespace, LOG_MAX_FIELD_CHARS) : undefined,
         mode: how.mode,
-        images: evaluation.images,
+        images: omitted > 0 ? evaluation.images.slice(0, LOG_MAX_IMAGES) : evaluation.images,
+        ...(omitted > 0 ? { imagesOmitted: omitted } : {}),
         allowed: evaluation.decision.allowed,
         result,
         ...(evaluation.decision.message !== '' ? { reasons: evaluation.decision.message } : {}),
@@ -193,7 +234,7 @@ export function createApp(opts: AppOptions): Koa {
    */
   const validate = async (ctx: Koa.Context, pathMode: Mode | undefined): Promise<void> => {
     ctx.state['endpoint'] = 'validate';
-    const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
+    const body = await readBody(ctx);
     const request: AdmissionRequest = decodeAdmissionReview(body);
     const review = imagesToJudge(request);
     if (review === undefined) {
@@ -310,7 +351,7 @@ export function createApp(opts: AppOptions): Koa {
 
   router.post('/image_policy', async (ctx) => {
     ctx.state['endpoint'] = 'image_policy';
-    const body = await readJsonBody(ctx.req, opts.maxBodyBytes);
+    const body = await readBody(ctx);
     const review = decodeImageReview(body);
     const how = { mode: opts.modes.defaultMode, subject: 'pod' } as const;
     const { evaluation } = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {});

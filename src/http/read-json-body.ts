@@ -1,16 +1,74 @@
 import type { IncomingMessage } from 'node:http';
-import { BadRequestError } from '../errors.js';
+import { BadRequestError, OverloadedError } from '../errors.js';
 
-/** Reads a request body as JSON, refusing more than `maxBytes` (413) and invalid JSON (400). */
-export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/**
+ * Bytes of request bodies held at once by the whole process (MAX_INFLIGHT_BODY_BYTES): a body's bytes
+ * are taken as they arrive (or all at once when Content-Length announces them) and given back when its
+ * request has been answered, since the parsed body lives until then. Slow or stalled uploads, and
+ * requests waiting for scans, therefore cannot hold more of the heap than this, however many connections.
+ */
+export interface BodyBudget {
+  readonly maxBytes: number;
+  readonly usedBytes: number;
+  /** Takes `bytes`, or returns false (and takes nothing) when they do not fit. */
+  take(bytes: number): boolean;
+  give(bytes: number): void;
+}
+
+export function createBodyBudget(maxBytes: number): BodyBudget {
+  let used = 0;
+  return {
+    maxBytes,
+    get usedBytes() {
+      return used;
+    },
+    take(bytes) {
+      if (used + bytes > maxBytes) return false;
+      used += bytes;
+      return true;
+    },
+    give(bytes) {
+      used = Math.max(0, used - bytes);
+    },
+  };
+}
+
+/** What a request holds of the budget; `release` is idempotent and must run once it is answered. */
+export interface BodyHold {
+  bytes: number;
+  release(): void;
+}
+
+function overloaded(budget: BodyBudget): OverloadedError {
+  return new OverloadedError(`scangate is reading ${budget.maxBytes} bytes of request bodies already (MAX_INFLIGHT_BODY_BYTES); retry`, 'body_bytes');
+}
+
+/**
+ * Reads a request body as JSON, refusing more than `maxBytes` (413), invalid JSON (400) and, when the
+ * process-wide `budget` is spent, any more bytes (503). `hold` records what was taken from the budget.
+ */
+export async function readJsonBody(req: IncomingMessage, maxBytes: number, budget?: BodyBudget, hold?: BodyHold): Promise<unknown> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {
     req.resume();
     throw new BadRequestError(`request body is larger than ${maxBytes} bytes`, 413);
   }
+  const take = (bytes: number): boolean => {
+    if (budget === undefined || hold === undefined) return true;
+    if (!budget.take(bytes)) return false;
+    hold.bytes += bytes;
+    return true;
+  };
+  // Announced bodies take their whole size up front, so a refusal comes before any byte is read.
+  const announced = Number.isFinite(declared) && declared > 0 ? declared : 0;
+  if (announced > 0 && !take(announced)) {
+    req.resume();
+    throw overloaded(budget as BodyBudget);
+  }
   // Plain listeners rather than `for await`: this is the hot path of every admission.
   const chunks: Buffer[] = [];
   let size = 0;
+  let taken = announced;
   await new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
@@ -19,6 +77,16 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
         req.resume();
         reject(new BadRequestError(`request body is larger than ${maxBytes} bytes`, 413));
         return;
+      }
+      // A body without Content-Length (chunked), or longer than announced, takes as it grows.
+      if (size > taken) {
+        if (!take(size - taken)) {
+          req.off('data', onData);
+          req.resume();
+          reject(overloaded(budget as BodyBudget));
+          return;
+        }
+        taken = size;
       }
       chunks.push(chunk);
     };

@@ -12,7 +12,23 @@ export interface ServerOptions {
   /** Absent only for plain HTTP (an explicit local-use switch). */
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly reloadIntervalMs: number };
   readonly logger: Logger;
+  /** Bound of open connections (MAX_CONNECTIONS): past it, a new connection is closed at once. */
+  readonly maxConnections?: number;
+  /** Told of every connection closed at once because of maxConnections. */
+  readonly onConnectionDropped?: () => void;
 }
+
+/**
+ * Time a client has to send a request's headers, and the whole request. The API server sends an
+ * AdmissionReview in one go and waits at most 30 s for the answer (its `timeout`), so a request still
+ * arriving after this is not from it; the bound keeps slow uploads from holding sockets and body bytes.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 15_000;
+/** How often Node checks those two timeouts (its default, 30 s, would let them run 30 s late). */
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
+/** An idle keep-alive connection is kept a little longer than the API server's client keeps it. */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 export interface RunningServer {
   readonly server: http.Server;
@@ -43,7 +59,10 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
   };
   if (opts.tls !== undefined) {
     const { certFile, keyFile, reloadIntervalMs } = opts.tls;
-    const tlsServer = https.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' }, handler);
+    const tlsServer = https.createServer(
+      { cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2', connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS },
+      handler,
+    );
     let seen = fingerprint([certFile, keyFile]);
     reloadTimer = setInterval(() => {
       try {
@@ -60,12 +79,15 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
     reloadTimer.unref();
     server = tlsServer;
   } else {
-    server = http.createServer(handler);
+    server = http.createServer({ connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS }, handler);
   }
-  // The API server keeps connections alive; keep ours a little longer than its idle timeout.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 60_000;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
+  server.on('drop', () => {
+    opts.onConnectionDropped?.();
+  });
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();

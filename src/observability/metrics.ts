@@ -28,9 +28,11 @@ export interface Metrics {
   readonly scansInProgress: Gauge;
   readonly breakGlass: Counter<'outcome'>;
   readonly pins: Counter<'result'>;
+  readonly scansDeferred: Counter;
+  readonly overloadRefusals: Counter<'reason'>;
 }
 
-export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number } = {}): Metrics {
+export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number; cacheBytes?: () => number } = {}): Metrics {
   const registry = new Registry();
   if (opts.defaultMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'scangate_' });
   const cacheSize = opts.cacheSize;
@@ -41,6 +43,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
       registers: [registry],
       collect() {
         this.set(cacheSize());
+      },
+    });
+  }
+  const cacheBytes = opts.cacheBytes;
+  if (cacheBytes !== undefined) {
+    new Gauge({
+      name: 'scangate_cache_bytes',
+      help: 'Heap held by the cached verdicts, as the cache counts it (bounded by CACHE_MAX_BYTES)',
+      registers: [registry],
+      collect() {
+        this.set(cacheBytes());
       },
     });
   }
@@ -99,6 +112,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
     scansInProgress: new Gauge({
       name: 'scangate_scans_in_progress',
       help: 'Background scans currently running',
+      registers: [registry],
+    }),
+    scansDeferred: new Counter({
+      name: 'scangate_scans_deferred_total',
+      help: 'Images not scanned because their review had already started MAX_NEW_SCANS_PER_REQUEST new scans',
+      registers: [registry],
+    }),
+    overloadRefusals: new Counter({
+      name: 'scangate_overload_refusals_total',
+      help: 'Requests refused with 503 by a per-process bound, by reason (body_bytes; connections: closed at once, never answered)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

@@ -7,6 +7,7 @@ import type {
   ScanOutcome,
   StopReason,
 } from './types.js';
+import { displayImage, escapeControls } from './safe-text.js';
 
 /** Message prefixes: part of scangate's interface (README, e2e tests, operators' alerts). */
 export const MESSAGES = {
@@ -15,6 +16,8 @@ export const MESSAGES = {
   registry: 'Images from a registry that is not allowed',
   policyFail: 'Image failed policy check',
   timeout: 'Image scan still in progress',
+  deferred: 'Image scan not started yet',
+  tooManyImages: 'Too many images in one review',
   scannerError: 'Scanner error',
 } as const;
 
@@ -34,23 +37,24 @@ const CONTAINER_LABELS: Readonly<Record<ContainerImage['kind'], string>> = {
 /** `container "web"`; in a workload's template `deployment "shop" container "web"`. */
 function describeContainers(containers: readonly ContainerImage[]): string {
   const parts = containers.map((c) => {
-    const owner = c.workload === undefined ? '' : `${c.workload.kind.toLowerCase()}${c.workload.name !== undefined ? ` "${c.workload.name}"` : ''} `;
-    return `${owner}${CONTAINER_LABELS[c.kind]} "${c.container}"`;
+    const owner = c.workload === undefined ? '' : `${c.workload.kind.toLowerCase()}${c.workload.name !== undefined ? ` "${escapeControls(c.workload.name)}"` : ''} `;
+    return `${owner}${CONTAINER_LABELS[c.kind]} "${escapeControls(c.container)}"`;
   });
   return parts.join(', ');
 }
 
 function truncate(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
+  const flat = escapeControls(text.replace(/\s+/g, ' ').trim());
   return flat.length <= max ? flat : `${flat.slice(0, Math.max(0, max - 1))}…`;
 }
 
-function describeReasons(reasons: readonly StopReason[], maxReasons: number, maxOutput: number): string {
+function describeReasons(reasons: readonly StopReason[], omitted: number, maxReasons: number, maxOutput: number): string {
+  const total = reasons.length + omitted;
   if (maxReasons === 0 || reasons.length === 0) {
-    return reasons.length === 0 ? '' : `${reasons.length} stop rule${reasons.length === 1 ? '' : 's'} triggered`;
+    return total === 0 ? '' : `${total} stop rule${total === 1 ? '' : 's'} triggered`;
   }
-  const shown = reasons.slice(0, maxReasons).map((r) => `${r.gate}/${r.trigger}: ${truncate(r.output, maxOutput)}`);
-  const more = reasons.length - shown.length;
+  const shown = reasons.slice(0, maxReasons).map((r) => `${truncate(r.gate, 64)}/${truncate(r.trigger, 64)}: ${truncate(r.output, maxOutput)}`);
+  const more = total - shown.length;
   return shown.join('; ') + (more > 0 ? `; +${more} more` : '');
 }
 
@@ -70,6 +74,13 @@ function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOpt
         ...base,
         kind: 'scan-timeout',
         detail: `no verdict within ${(scan.waitedMs / 1000).toFixed(1)}s; the scan continues in the background and a retry will use its verdict`,
+        denies: missingVerdictDenies(opts),
+      };
+    case 'deferred':
+      return {
+        ...base,
+        kind: 'scan-deferred',
+        detail: `this review already started ${scan.maxNewScans} new scans (MAX_NEW_SCANS_PER_REQUEST); a retry starts the next ones`,
         denies: missingVerdictDenies(opts),
       };
     case 'error':
@@ -104,15 +115,17 @@ export function collectFindings(images: readonly ImageAssessment[], opts: Decisi
   return findings;
 }
 
-function reasonsOf(images: readonly ImageAssessment[], image: string): readonly StopReason[] {
-  const a = images.find((x) => x.image === image);
-  if (a?.scan?.kind === 'verdict' && a.scan.verdict.status === 'fail') {
+const ANALYSIS_FAILED: readonly StopReason[] = [{ gate: 'analysis', trigger: 'failed', output: 'the scanner could not analyse the image' }];
+
+/** The stop rows of each failed image, looked up once per image (linear in the number of images). */
+function reasonsByImage(images: readonly ImageAssessment[]): Map<string, { reasons: readonly StopReason[]; omitted: number }> {
+  const byImage = new Map<string, { reasons: readonly StopReason[]; omitted: number }>();
+  for (const a of images) {
+    if (byImage.has(a.image) || a.scan?.kind !== 'verdict' || a.scan.verdict.status !== 'fail') continue;
     const v = a.scan.verdict;
-    return v.cause === 'analysis_failed'
-      ? [{ gate: 'analysis', trigger: 'failed', output: 'the scanner could not analyse the image' }]
-      : v.reasons;
+    byImage.set(a.image, v.cause === 'analysis_failed' ? { reasons: ANALYSIS_FAILED, omitted: 0 } : { reasons: v.reasons, omitted: v.omittedReasons ?? 0 });
   }
-  return [];
+  return byImage;
 }
 
 /** One sentence per finding kind; each policy failure is its own sentence with its reasons. */
@@ -123,20 +136,23 @@ function renderSegments(
   maxOutput: number,
 ): string[] {
   const segments: string[] = [];
+  const reasons = reasonsByImage(images);
   const group = (kind: Finding['kind'], prefix: string): void => {
     const items = findings.filter((f) => f.kind === kind);
     if (items.length === 0) return;
-    const list = items.map((f) => `${f.image} (${describeContainers(f.containers)}${f.detail ? `: ${f.detail}` : ''})`);
+    const list = items.map((f) => `${displayImage(f.image)} (${describeContainers(f.containers)}${f.detail ? `: ${escapeControls(f.detail)}` : ''})`);
     segments.push(`${prefix}: ${list.join(', ')}`);
   };
   group('invalid-reference', MESSAGES.invalidReference);
   group('latest-tag', MESSAGES.latestTag);
   group('registry-not-allowed', MESSAGES.registry);
   for (const f of findings.filter((x) => x.kind === 'policy-fail')) {
-    const reasons = describeReasons(reasonsOf(images, f.image), maxReasons, maxOutput);
-    segments.push(`${MESSAGES.policyFail}: ${f.image} (${describeContainers(f.containers)})${reasons ? `: ${reasons}` : ''}`);
+    const rows = reasons.get(f.image);
+    const text = rows === undefined ? '' : describeReasons(rows.reasons, rows.omitted, maxReasons, maxOutput);
+    segments.push(`${MESSAGES.policyFail}: ${displayImage(f.image)} (${describeContainers(f.containers)})${text ? `: ${text}` : ''}`);
   }
   group('scan-timeout', MESSAGES.timeout);
+  group('scan-deferred', MESSAGES.deferred);
   group('scanner-error', MESSAGES.scannerError);
   return segments;
 }
@@ -159,6 +175,16 @@ export function renderMessage(findings: readonly Finding[], images: readonly Ima
     if (message.length <= maxLength) return message;
   }
   return truncate(message, maxLength);
+}
+
+/**
+ * A review that names more container images than MAX_IMAGES_PER_REVIEW: refused before any image is
+ * parsed, looked up or scanned, so that its cost stays bounded whatever the pod holds. In warn mode it
+ * is admitted with the same text as a warning, like every other finding. Pure.
+ */
+export function tooManyImages(count: number, maxImages: number, mode: 'enforce' | 'warn'): Decision {
+  const message = `${MESSAGES.tooManyImages}: ${count} container images, the limit is ${maxImages} (MAX_IMAGES_PER_REVIEW)`;
+  return mode === 'warn' ? { allowed: true, message, warnings: [message], findings: [] } : { allowed: false, message, warnings: [], findings: [] };
 }
 
 /**

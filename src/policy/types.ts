@@ -31,7 +31,10 @@ export type ScanVerdict =
       readonly digest: string;
       readonly pinDigest?: string;
       readonly policyId?: string;
+      /** The first stop rows only (what a denial can show), each shortened: see engine/slim-verdict.ts. */
       readonly reasons: readonly StopReason[];
+      /** How many more stop rows the scanner returned than `reasons` keeps. */
+      readonly omittedReasons?: number;
       /** 'policy': stop rows; 'analysis_failed': the scanner could not analyse the image. */
       readonly cause: 'policy' | 'analysis_failed';
     };
@@ -40,6 +43,8 @@ export type ScanVerdict =
 export type ScanOutcome =
   | { readonly kind: 'verdict'; readonly verdict: ScanVerdict }
   | { readonly kind: 'timeout'; readonly waitedMs: number }
+  /** Not scanned: the request had already started as many new scans as one request may (fairness). */
+  | { readonly kind: 'deferred'; readonly maxNewScans: number }
   | { readonly kind: 'error'; readonly code: string; readonly message: string };
 
 /** Local rules, applied before any scan. */
@@ -84,6 +89,7 @@ export type FindingKind =
   | LocalFinding['kind']
   | 'policy-fail'
   | 'scan-timeout'
+  | 'scan-deferred'
   | 'scanner-error';
 
 export interface Finding {

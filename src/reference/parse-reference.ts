@@ -160,3 +160,23 @@ export function parseImageReference(input: string): ParseResult {
 export function effectiveTag(reference: ImageReference): string | undefined {
   return reference.tag ?? (reference.digest === undefined ? 'latest' : undefined);
 }
+
+/**
+ * The reference a verdict is keyed and scanned by. A digest fixes what runs whatever the tag says, so
+ * `name:tag@digest` is `name@digest`: a tenant cannot make another cache entry or another scan by
+ * writing another tag next to the same digest, and never gets its tag pushed to the scanner.
+ */
+export function scanReference(reference: ImageReference): ImageReference {
+  if (reference.digest === undefined || reference.tag === undefined) return reference;
+  const familiarBase = reference.familiar.slice(0, reference.familiar.length - `:${reference.tag}@${reference.digest}`.length);
+  return {
+    input: reference.input,
+    domain: reference.domain,
+    path: reference.path,
+    digest: reference.digest,
+    name: reference.name,
+    canonical: `${reference.name}@${reference.digest}`,
+    familiar: `${familiarBase}@${reference.digest}`,
+    impliedLatest: false,
+  };
+}

@@ -87,6 +87,7 @@ export async function startWebhook(env: Record<string, string>): Promise<Webhook
       reloadIntervalMs: config.server.certReloadIntervalMs,
     },
     logger,
+    maxConnections: config.server.maxConnections,
   });
   scangate.state.ready = true;
   return {

@@ -21,7 +21,11 @@ test('defaults are documented ones', () => {
   assert.equal(c.rules.denyLatestTag, true);
   assert.deepEqual(c.rules.registryAllowlist, []);
   assert.deepEqual(c.exemptNamespaces, ['kube-system']);
-  assert.deepEqual(c.cache, { maxEntries: 10_000, passTtlMs: 3_600_000, failTtlMs: 300_000 });
+  assert.deepEqual(c.cache, { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024, passTtlMs: 3_600_000, failTtlMs: 300_000 });
+  assert.equal(c.maxImagesPerReview, 64);
+  assert.equal(c.scanner.maxNewScansPerRequest, 10);
+  assert.equal(c.server.maxConnections, 512);
+  assert.equal(c.server.maxInflightBodyBytes, 32 * 1024 * 1024);
   assert.deepEqual(c.deadline, { defaultTimeoutMs: 10_000, marginMs: 1_000 });
   assert.equal(c.scanner.url, 'http://localhost:8228/v1');
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.scanner));

@@ -445,10 +445,15 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
       }
     };
     const workers = [1, 2, 3].map((id) => worker(id));
+    // And a faster burst from inside the namespace: 8 at a time over kept-alive connections, for 30 s.
+    const evictedAtMs = { value: 0 };
+    const fast = node.netns(process.execPath, [join(ROOT, 'dist/test/e2e/in-cluster-burst.js'), join(node.nodeDir, 'pki'), '6443', WORKLOADS, CLEAN,
+      '30000', '8', '20000'], undefined, 2 * MINUTE);
     const controller = (async (): Promise<void> => {
       await sleep(3000);
       const r = await node.kubectl(['create', '--raw', `/api/v1/namespaces/${NAMESPACE}/pods/${victim}/eviction`, '-f', '-'], eviction(victim));
       evictedAt = performance.now() - t0;
+      evictedAtMs.value = Date.now();
       assert.equal(r.code, 0, `evicting ${victim}: ${r.stderr}`);
       // One replica is left and the replacement is not Ready yet: minAvailable 1 allows no disruption.
       secondEviction = await node.kubectl(['create', '--raw', `/api/v1/namespaces/${NAMESPACE}/pods/${other}/eviction`, '-f', '-'], eviction(other));
@@ -466,6 +471,14 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
       stop = true;
       await Promise.all(workers);
     }
+    const fastRun = await fast;
+    assert.equal(fastRun.code, 0, `in-cluster-burst.js: ${fastRun.stderr}`);
+    const burst = JSON.parse(fastRun.stdout.trim()) as { total: number; times: number[]; failures: { at: number; status: number; message: string }[] };
+    const fastAfter = burst.times.filter((t) => t > evictedAtMs.value).length;
+    log(`fast burst (dry-run creations, 8 at a time): ${String(burst.total)} in 30 s, ${String(fastAfter)} after the eviction, ${String(burst.failures.length)} failed` +
+      (burst.failures.length > 0 ? `: ${JSON.stringify(burst.failures.slice(0, 5))}` : ''));
+    assert.deepEqual(burst.failures, [], 'no dry-run pod creation failed while a scangate pod was going away');
+    assert.ok(fastAfter >= 50, 'enough fast creations after the eviction to mean something');
     const failures = results.filter((r) => !r.ok);
     log(`burst: ${String(results.length)} pod creations in ${((performance.now() - t0) / 1000).toFixed(1)} s, eviction at ${(evictedAt / 1000).toFixed(1)} s, ` +
       `${String(results.filter((r) => r.at > evictedAt).length)} after it, ${String(failures.length)} failed`);

@@ -55,12 +55,17 @@ export type BreakGlassGrant =
  */
 export type BreakGlassOutcome = 'admitted' | 'not_needed' | 'refused' | 'ineffective';
 
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const NEEDS_ESCAPING = /[\u0000-\u001f\u007f-\u009f\\\u2028-\u202e\u2066-\u2069]|[ \t]{2}|^[ \t]|[ \t]$|\t/;
+
 /**
  * Tenant text made safe for a log line, a warning, an audit annotation: control characters and
  * backslashes escaped (so a reason cannot forge a line or a terminal sequence), whitespace runs
  * collapsed, bounded. Linear in the input.
  */
 export function escapeTenantText(text: string, maxLength: number): string {
+  // The common case (an image reference, a plain reason) on the hot path: nothing to do.
+  if (text.length <= maxLength && !NEEDS_ESCAPING.test(text)) return text;
   // Only the first stretch can survive the bound; never walk a megabyte of annotation.
   const head = text.slice(0, maxLength * 2);
   let out = '';

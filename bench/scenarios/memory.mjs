@@ -14,7 +14,7 @@ export async function run({ work, tls, quick }) {
   const steps = quick ? [1_000, 10_000] : [10_000, 100_000];
   const sim = await startSimulator(work);
   const inspectPort = await freePort();
-  const scangate = await startScangate(work, tls, { ANCHORE_CLI_URL: sim.url, CACHE_MAX_ENTRIES: '200000', MAX_CONCURRENT_SCANS: '1000' }, 'scangate-memory', [
+  const scangate = await startScangate(work, tls, { ANCHORE_CLI_URL: sim.url, CACHE_MAX_ENTRIES: '200000', CACHE_MAX_BYTES: String(512 * 1024 * 1024), MAX_CONCURRENT_SCANS: '1000' }, 'scangate-memory', [
     `--inspect=127.0.0.1:${inspectPort}`,
   ]);
   const rows = [];
@@ -68,7 +68,7 @@ export async function run({ work, tls, quick }) {
     ],
     notes: [
       'RSS from /proc/PID/status (VmRSS); heap from scangate_nodejs_heap_size_used_bytes. Full GC through the inspector protocol (HeapProfiler.collectGarbage; scangate runs with --inspect for this scenario only).',
-      `Filled as fast as scangate takes it: 16 connections, 5 unseen images per admission (CACHE_MAX_ENTRIES=200000, MAX_CONCURRENT_SCANS=1000; the default CACHE_MAX_ENTRIES is 10000).`,
+      `Filled as fast as scangate takes it: 16 connections, 5 unseen images per admission (CACHE_MAX_ENTRIES=200000, CACHE_MAX_BYTES=512 MiB, MAX_CONCURRENT_SCANS=1000; the defaults are 10000 entries and 32 MiB).`,
     ],
   };
 }

@@ -87,6 +87,11 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "SCANNER_RETRY_BUDGET_MS" (include "scangate.int" $v.scanner.retryBudgetMs)
   "SCAN_MAX_DURATION_MS" (include "scangate.int" $v.scanner.maxScanDurationMs)
   "MAX_CONCURRENT_SCANS" (include "scangate.int" $v.scanner.maxConcurrentScans)
+  "MAX_NEW_SCANS_PER_REQUEST" (include "scangate.int" $v.scanner.maxNewScansPerRequest)
+  "MAX_IMAGES_PER_REVIEW" (include "scangate.int" $v.maxImagesPerReview)
+  "CACHE_MAX_BYTES" (include "scangate.int" $v.cache.maxBytes)
+  "MAX_INFLIGHT_BODY_BYTES" (include "scangate.int" $v.server.maxInflightBodyBytes)
+  "MAX_CONNECTIONS" (include "scangate.int" $v.server.maxConnections)
   "MODE" $v.mode
   "WORKLOAD_MODE" $v.workloadMode
   "NAMESPACE_MODES" (join "," $v.namespaceModes)
@@ -154,6 +159,9 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
 {{- end -}}
 {{- if lt (int64 $v.scanner.pollMaxMs) (int64 $v.scanner.pollInitialMs) -}}
 {{- fail "scanner.pollMaxMs must be >= scanner.pollInitialMs" -}}
+{{- end -}}
+{{- if lt (int64 $v.server.maxInflightBodyBytes) (int64 $v.server.maxBodyBytes) -}}
+{{- fail "server.maxInflightBodyBytes must be >= server.maxBodyBytes (one whole body must fit)" -}}
 {{- end -}}
 {{- $settings := include "scangate.settings" . | fromJson -}}
 {{- $reserved := include "scangate.containerEnvNames" . | fromJsonArray -}}

@@ -8,6 +8,7 @@ import { createScanCoordinator, type ScanCoordinator, type Scanner } from './eng
 import { createApp, type AppState } from './http/app.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createAnchoreClient } from './scanner/anchore-client.js';
+import { createScannerTransport, type ScannerTransport } from './scanner/resilience.js';
 
 export interface Scangate {
   readonly config: Config;
@@ -15,6 +16,8 @@ export interface Scangate {
   readonly coordinator: ScanCoordinator;
   readonly evaluator: Evaluator;
   readonly metrics: Metrics;
+  /** Retry, timeout and the circuit breaker in front of the scanner (observe it with onStateChange). */
+  readonly scannerTransport: ScannerTransport;
   readonly state: AppState;
   readonly app: Koa;
 }
@@ -36,12 +39,25 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
   const cache = createVerdictCache({ ...config.cache, ...(opts.now !== undefined ? { now: opts.now } : {}) });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false, cacheSize: () => cache.size, cacheBytes: () => cache.bytes });
   const clock = opts.now !== undefined ? { now: opts.now } : {};
+  // One breaker per scanner, whatever API version the client speaks.
+  const scannerTransport = createScannerTransport({
+    requestTimeoutMs: config.scanner.requestTimeoutMs,
+    retryInitialMs: config.scanner.pollInitialMs,
+    retryMaxMs: config.scanner.pollMaxMs,
+    retryBudgetMs: config.scanner.retryBudgetMs,
+    breakerFailures: config.scanner.breakerFailures,
+    probeIntervalMs: config.scanner.breakerProbeIntervalMs,
+    metrics,
+    logger: opts.logger.child({ component: 'scanner' }),
+    ...clock,
+  });
   const scanner =
     opts.scanner ??
     createAnchoreClient({
       // Config['scanner'] carries the client's settings under the same names.
       ...config.scanner,
       baseUrl: config.scanner.url,
+      transport: scannerTransport,
       metrics,
       logger: opts.logger.child({ component: 'scanner' }),
       ...clock,
@@ -52,6 +68,7 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     ...(config.scanner.policyId !== undefined ? { policyId: config.scanner.policyId } : {}),
     maxScanDurationMs: config.scanner.maxScanDurationMs,
     maxConcurrentScans: config.scanner.maxConcurrentScans,
+    circuit: scannerTransport,
     metrics,
     logger: opts.logger.child({ component: 'scan' }),
     ...clock,
@@ -82,5 +99,5 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
       : {}),
     ...clock,
   });
-  return { config, cache, coordinator, evaluator, metrics, state, app };
+  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, app };
 }

@@ -39,6 +39,9 @@ export interface Config {
     readonly maxConcurrentScans: number;
     /** Bound of the new scans one request may start (fairness of the MAX_CONCURRENT_SCANS slots). */
     readonly maxNewScansPerRequest: number;
+    /** Consecutive scanner failures that open the circuit breaker; 0: no breaker. */
+    readonly breakerFailures: number;
+    readonly breakerProbeIntervalMs: number;
   };
   readonly rules: { readonly denyLatestTag: boolean; readonly registryAllowlist: readonly string[] };
   readonly decision: {
@@ -85,6 +88,8 @@ export const DEFAULTS = {
   MAX_CONCURRENT_SCANS: '100',
   MAX_NEW_SCANS_PER_REQUEST: '10',
   MAX_IMAGES_PER_REVIEW: '64',
+  SCANNER_BREAKER_FAILURES: '5',
+  SCANNER_BREAKER_PROBE_INTERVAL_MS: '5000',
   DENY_LATEST_TAG: 'true',
   REGISTRY_ALLOWLIST: '',
   MODE: 'enforce',
@@ -163,6 +168,8 @@ const schema = z.object({
   MAX_CONCURRENT_SCANS: int(1, 100_000),
   MAX_NEW_SCANS_PER_REQUEST: int(1, 100_000),
   MAX_IMAGES_PER_REVIEW: int(1, 100_000),
+  SCANNER_BREAKER_FAILURES: int(0, 10_000),
+  SCANNER_BREAKER_PROBE_INTERVAL_MS: int(100, 3_600_000),
   DENY_LATEST_TAG: bool,
   REGISTRY_ALLOWLIST: list,
   MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
@@ -287,6 +294,8 @@ export function parseConfig(
       maxScanDurationMs: v.SCAN_MAX_DURATION_MS,
       maxConcurrentScans: v.MAX_CONCURRENT_SCANS,
       maxNewScansPerRequest: v.MAX_NEW_SCANS_PER_REQUEST,
+      breakerFailures: v.SCANNER_BREAKER_FAILURES,
+      breakerProbeIntervalMs: v.SCANNER_BREAKER_PROBE_INTERVAL_MS,
     },
     rules: { denyLatestTag: v.DENY_LATEST_TAG, registryAllowlist: v.REGISTRY_ALLOWLIST.map(normaliseRegistry) },
     decision: {

@@ -119,6 +119,16 @@ export class ScanAbortedError extends ScannerError {
   }
 }
 
+/**
+ * The circuit breaker in front of the scanner is open (scanner/resilience.ts): the call was refused
+ * without reaching the scanner. Not retried; the message says why it opened and when the next probe is.
+ */
+export class ScannerCircuitOpenError extends ScannerError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SCANGATE_ERR_SCANNER_CIRCUIT_OPEN', message, false, options);
+  }
+}
+
 /** Short, secret-free description of any error, safe for logs and denial messages. */
 export function describeError(error: unknown): { code: string; message: string } {
   if (error instanceof ScangateError) return { code: error.code, message: error.message };

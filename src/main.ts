@@ -102,6 +102,7 @@ async function serve(argv: string[]): Promise<number> {
       setTimeout(() => {
         void running.close(config.server.shutdownTimeoutMs).then(() => {
           scangate.coordinator.abortAll();
+          scangate.scannerTransport.dispose();
           logger.info('stopped');
           resolve(0);
         });

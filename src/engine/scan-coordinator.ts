@@ -30,6 +30,11 @@ export interface ScanCoordinatorOptions {
   readonly maxScanDurationMs: number;
   /** Bound of scans running at once; past it a lookup is a scanner error (never an unbounded queue). */
   readonly maxConcurrentScans: number;
+  /**
+   * The scanner's circuit breaker (scanner/resilience.ts): while it refuses calls, a lookup that the
+   * cache cannot answer is decided at once with its error instead of starting or joining a scan.
+   */
+  readonly circuit?: { rejection(): ScannerError | undefined };
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly now?: () => number;
@@ -177,6 +182,11 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
       if (cached !== undefined) {
         opts.metrics.cacheLookups.inc({ result: 'hit' });
         return { source: 'hit', outcome: { kind: 'verdict', verdict: cached } };
+      }
+      const refused = opts.circuit?.rejection();
+      if (refused !== undefined) {
+        opts.metrics.cacheLookups.inc({ result: 'miss' });
+        return { source: 'miss', outcome: errorOutcome(refused) };
       }
       let entry = inFlight.get(key);
       let source: CacheResult = 'shared';

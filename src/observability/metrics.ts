@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type Endpoint = 'validate' | 'image_policy' | 'cli' | 'mutate';
 export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'unchanged' | 'bad_request';
 export type CacheResult = 'hit' | 'miss' | 'shared';
-export type ScannerOperation = 'add_image' | 'get_image' | 'check' | 'version';
+/** `version`: `GET /v2/version` (auto-detection; the breaker's probe on v2); `status`: v1 `GET /status` (the breaker's probe on v1). */
+export type ScannerOperation = 'add_image' | 'get_image' | 'check' | 'version' | 'status';
 export type ScannerCallOutcome =
   | 'ok'
   | 'not_analyzed'
@@ -15,6 +16,9 @@ export type ScannerCallOutcome =
   | 'network_error'
   | 'protocol_error';
 export type DeadlineReason = 'timeout' | 'scanner_error';
+/** Values of scangate_scanner_circuit_state (README's metrics table). */
+export const CIRCUIT_STATE_VALUE = { closed: 0, open: 1, half_open: 2 } as const;
+export type CircuitStateName = keyof typeof CIRCUIT_STATE_VALUE;
 
 /** Every metric scangate exports, on a registry of its own (never prom-client's global one). */
 export interface Metrics {
@@ -30,6 +34,9 @@ export interface Metrics {
   readonly pins: Counter<'result'>;
   readonly scansDeferred: Counter;
   readonly overloadRefusals: Counter<'reason'>;
+  /** 0 closed, 1 open, 2 half-open (CIRCUIT_STATE_VALUE). */
+  readonly scannerCircuitState: Gauge;
+  readonly scannerCircuitTransitions: Counter<'to'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number; cacheBytes?: () => number } = {}): Metrics {
@@ -123,6 +130,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
       name: 'scangate_overload_refusals_total',
       help: 'Requests refused with 503 by a per-process bound, by reason (body_bytes; connections: closed at once, never answered)',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    scannerCircuitState: new Gauge({
+      name: 'scangate_scanner_circuit_state',
+      help: 'Circuit breaker in front of the scanner: 0 closed (calls go through), 1 open (calls refused), 2 half-open (one probe in flight)',
+      registers: [registry],
+    }),
+    scannerCircuitTransitions: new Counter({
+      name: 'scangate_scanner_circuit_transitions_total',
+      help: 'Circuit breaker state changes, by the state entered (open | half_open | closed)',
+      labelNames: ['to'],
       registers: [registry],
     }),
   };

@@ -19,10 +19,15 @@ export const MESSAGES = {
   deferred: 'Image scan not started yet',
   tooManyImages: 'Too many images in one review',
   scannerError: 'Scanner error',
+  /** The circuit breaker in front of the scanner is open: decided at once, without asking it. */
+  scannerUnavailable: 'Scanner unavailable',
 } as const;
 
 /** The warning of a workload admitted before its images' verdicts were known. */
 export const WORKLOAD_WITHOUT_VERDICT = 'admitted without a verdict; its pods will be checked when they are created';
+
+/** ScanOutcome error code of a call refused by the open circuit breaker (errors.ts ScannerCircuitOpenError). */
+const CIRCUIT_OPEN_CODE = 'SCANGATE_ERR_SCANNER_CIRCUIT_OPEN';
 
 const DEFAULT_MAX_MESSAGE_LENGTH = 1000;
 const MAX_WARNING_LENGTH = 250;
@@ -84,7 +89,12 @@ function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOpt
         denies: missingVerdictDenies(opts),
       };
     case 'error':
-      return { ...base, kind: 'scanner-error', detail: scan.message, denies: missingVerdictDenies(opts) };
+      return {
+        ...base,
+        kind: scan.code === CIRCUIT_OPEN_CODE ? 'scanner-unavailable' : 'scanner-error',
+        detail: scan.message,
+        denies: missingVerdictDenies(opts),
+      };
   }
 }
 
@@ -154,6 +164,12 @@ function renderSegments(
   group('scan-timeout', MESSAGES.timeout);
   group('scan-deferred', MESSAGES.deferred);
   group('scanner-error', MESSAGES.scannerError);
+  // Every image got the same answer from the breaker: its explanation is given once, after them.
+  const unavailable = findings.filter((f) => f.kind === 'scanner-unavailable');
+  if (unavailable.length > 0) {
+    const list = unavailable.map((f) => `${f.image} (${describeContainers(f.containers)})`);
+    segments.push(`${MESSAGES.scannerUnavailable}: ${list.join(', ')}: ${unavailable[0]?.detail ?? ''}`);
+  }
   return segments;
 }
 

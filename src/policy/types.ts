@@ -90,7 +90,8 @@ export type FindingKind =
   | 'policy-fail'
   | 'scan-timeout'
   | 'scan-deferred'
-  | 'scanner-error';
+  | 'scanner-error'
+  | 'scanner-unavailable';
 
 export interface Finding {
   readonly kind: FindingKind;

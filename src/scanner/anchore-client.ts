@@ -18,6 +18,7 @@ import type { ScanVerdict } from '../policy/types.js';
 import type { ImageReference } from '../reference/parse-reference.js';
 import { pinDigestOf } from './anchore-wire.js';
 import { createApiDetector, parseScannerUrl, readVersionAnswer, type ApiVersionSetting } from './api-version.js';
+import { createScannerTransport, type ScannerTransport } from './resilience.js';
 import { createWireProtocol, type WireRequest } from './wire-protocol.js';
 
 export interface AnchoreClientOptions {
@@ -38,6 +39,14 @@ export interface AnchoreClientOptions {
   readonly pollMaxMs: number;
   /** How long one scan keeps retrying transient errors (5xx, 429, connection) before giving up. */
   readonly retryBudgetMs: number;
+  /**
+   * Retry, timeout and circuit breaker shared by every call to this scanner, whatever its API
+   * (scanner/resilience.ts). Without one the client makes its own from the settings here, with the
+   * breaker off unless `breakerFailures` is given.
+   */
+  readonly transport?: ScannerTransport;
+  readonly breakerFailures?: number;
+  readonly breakerProbeIntervalMs?: number;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly now?: () => number;
@@ -46,6 +55,7 @@ export interface AnchoreClientOptions {
 const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 const MAX_RETRY_AFTER_MS = 30_000;
 
+/** Waits between polls; the scan's signal ends the wait at once. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
@@ -98,17 +108,31 @@ const VERSION_ANSWERS = Array.from({ length: 100 }, (_, i) => 400 + i).filter((s
  * Anchore client for both APIs: Enterprise v2, and v1 (Anchore Engine, Enterprise <= 4.9, Sysdig
  * Secure's Anchore API). Which one is spoken is decided by ANCHORE_API_VERSION and, in auto mode, by
  * the server's `GET /v2/version` (api-version.ts); the scan flow below is the same for both
- * (wire-protocol.ts). Every call has its own timeout; transient failures are retried with backoff
- * inside the scan's bound; axios errors are mapped to scangate's typed errors here and nowhere else.
+ * (wire-protocol.ts). Every call goes through the transport (per-call timeout, retry with backoff
+ * inside the scan's bound, circuit breaker: resilience.ts); axios errors are mapped to scangate's
+ * typed errors here and nowhere else.
  */
 export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
   const now = opts.now ?? (() => performance.now());
   const endpoint = parseScannerUrl(opts.baseUrl);
+  const transport =
+    opts.transport ??
+    createScannerTransport({
+      requestTimeoutMs: opts.requestTimeoutMs,
+      retryInitialMs: opts.pollInitialMs,
+      retryMaxMs: opts.pollMaxMs,
+      retryBudgetMs: opts.retryBudgetMs,
+      breakerFailures: opts.breakerFailures ?? 0,
+      probeIntervalMs: opts.breakerProbeIntervalMs ?? 5000,
+      metrics: opts.metrics,
+      logger: opts.logger,
+      ...(opts.now !== undefined ? { now: opts.now } : {}),
+    });
   const agentOptions = { keepAlive: true, maxSockets: 64 };
   // Requests carry absolute URLs (wire-protocol.ts): the v1 and v2 bases differ.
   const client: AxiosInstance = axios.create({
     auth: { username: opts.user, password: opts.password },
-    timeout: opts.requestTimeoutMs,
+    // The per-call timeout is the transport's (it aborts the call's signal).
     maxRedirects: 0,
     maxContentLength: MAX_RESPONSE_BYTES,
     responseType: 'text',
@@ -123,7 +147,6 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
       ...(opts.caPem !== undefined ? { ca: opts.caPem } : {}),
     }),
   });
-  let authErrorLogged = false;
   // Set when a call failed because the scanner was unavailable. The next scan then asks for the API
   // again before using it (auto mode): a scanner that comes back from an outage may speak another API
   // (an upgrade from Engine to Enterprise 5 is such an outage). A 404 on POST /images, which every
@@ -183,13 +206,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         outcome = status === 404 && operation !== 'version' ? 'not_analyzed' : 'client_error';
         return { status, body };
       }
-      if (status === 401 || status === 403) {
-        if (!authErrorLogged) {
-          authErrorLogged = true;
-          opts.logger.error({ status, operation }, 'scanner rejected the credentials: check ANCHORE_CLI_USER / ANCHORE_CLI_PASS');
-        }
-        throw new ScannerAuthError(status);
-      }
+      // Logged by the transport (when refusals start, rate-limited).
+      if (status === 401 || status === 403) throw new ScannerAuthError(status);
       const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
       if (status === 429) throw new ScannerRateLimitedError(`scanner rate-limited ${operation} (HTTP 429)`, retryAfterMs);
       if (status >= 500) {
@@ -210,42 +228,34 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     }
   }
 
-  /** Retries transient failures with capped exponential backoff, within retryBudgetMs and the signal. */
-  async function withRetry<T>(
-    fn: () => Promise<T>,
+  /** One logical call through the transport: retried within the budget, behind the breaker. */
+  const retried = <T>(
+    operation: ScannerOperation,
+    fn: (callSignal: AbortSignal) => Promise<T>,
     signal: AbortSignal,
     onCallResult: (error: ScannerError | undefined) => void,
-  ): Promise<T> {
-    let delayMs = opts.pollInitialMs;
-    let failingSince: number | undefined;
-    for (;;) {
-      try {
-        const result = await fn();
-        onCallResult(undefined);
-        return result;
-      } catch (error) {
-        if (!(error instanceof ScannerError) || !error.retryable || signal.aborted) throw error;
-        onCallResult(error);
-        failingSince ??= now();
-        if (now() - failingSince >= opts.retryBudgetMs) throw error;
-        const hinted = error instanceof ScannerRateLimitedError || error instanceof ScannerUnavailableError ? error.retryAfterMs : undefined;
-        await sleep(hinted ?? delayMs, signal);
-        delayMs = Math.min(delayMs * 2, opts.pollMaxMs);
-      }
-    }
-  }
+  ): Promise<T> => transport.call(operation, fn, { signal, onCallResult });
 
   const protocols = { v1: createWireProtocol('v1', endpoint), v2: createWireProtocol('v2', endpoint) };
   const detector = createApiDetector({
     setting: opts.apiVersion ?? 'auto',
     probe: async (signal) => {
-      const answer = await call('version', { method: 'GET', url: endpoint.versionUrl }, signal, VERSION_ANSWERS);
+      const answer = await transport.once('version', (s) => call('version', { method: 'GET', url: endpoint.versionUrl }, s, VERSION_ANSWERS), signal);
       return readVersionAnswer(answer.status, answer.body);
     },
     logger: opts.logger,
     retryInitialMs: Math.max(opts.pollInitialMs, 500),
     retryMaxMs: Math.max(opts.pollMaxMs, 30_000),
   });
+  // The breaker's probe (resilience.ts): a cheap call to the API itself, so that a server that still
+  // answers 404 for an unknown path while its API hangs does not count as back. v1: GET /status; v2,
+  // or the API not known yet: GET /v2/version. Any answer, even a 401, means the scanner is back.
+  const PROBE_ANSWERS = [401, 403, ...VERSION_ANSWERS];
+  transport.setProbe(() =>
+    detector.current === 'v1'
+      ? { operation: 'status', run: (signal) => call('status', { method: 'GET', url: `${endpoint.v1}/status` }, signal, PROBE_ANSWERS) }
+      : { operation: 'version', run: (signal) => call('version', { method: 'GET', url: endpoint.versionUrl }, signal, PROBE_ANSWERS) },
+  );
 
   return {
     async scan(reference, { signal, onCallResult }): Promise<ScanVerdict> {
@@ -255,8 +265,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         detector.redetect();
       }
       // Auto mode: the API found at start, or wait for (and retry) the detection within the budget.
-      const wire = protocols[await withRetry(() => detector.resolve(signal), signal, onCallResult)];
-      const submitted = await withRetry(() => call('add_image', wire.addImage(reference, tag), signal), signal, onCallResult);
+      const wire = protocols[await retried('version', (s) => detector.resolve(s), signal, onCallResult)];
+      const submitted = await retried('add_image', (s) => call('add_image', wire.addImage(reference, tag), s), signal, onCallResult);
       let record = wire.parseImage(submitted.body, tag, reference.digest);
       const digest = record.imageDigest;
       const submittedAt = now();
@@ -266,7 +276,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
         // up to a whole capped interval (bench/ "time to verdict").
         const elapsedMs = now() - submittedAt;
         await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
-        const got = await withRetry(() => call('get_image', wire.getImage(digest), signal), signal, onCallResult);
+        const got = await retried('get_image', (s) => call('get_image', wire.getImage(digest), s), signal, onCallResult);
         record = wire.parseImage(got.body, tag, digest);
       };
       for (;;) {
@@ -279,7 +289,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
           await poll();
           continue;
         }
-        const checked = await withRetry(() => call('check', wire.check(digest, tag, opts.policyId), signal, [404]), signal, onCallResult);
+        const checked = await retried('check', (s) => call('check', wire.check(digest, tag, opts.policyId), s, [404]), signal, onCallResult);
         if (checked.status === 404) {
           const message = scannerText(checked.body);
           // Analysis finished between our poll and the check, or the record went back to analysing.

@@ -99,6 +99,7 @@ export async function startWebhook(env: Record<string, string>): Promise<Webhook
       scangate.state.ready = false;
       await running.close(2000);
       scangate.coordinator.abortAll();
+      scangate.scannerTransport.dispose();
       await scangate.coordinator.idle();
     },
   };

@@ -4,7 +4,8 @@
 #   2. the Anchore-compatible scanner simulator with samples/scanner-data.json, on 127.0.0.1
 #   3. scangate on 127.0.0.1 with TLS from gen-certs.sh
 #   4. the webhook registered out-of-cluster (deploy.sh with WEBHOOK_URL, caBundle injected)
-#   5. `make test`: nginx gets its pod, apache-struts2 is denied; then `kubectl get events`
+#   5. `make test`: nginx gets its pod; `kubectl apply` of apache-struts2 is refused at once, and so is
+#      `kubectl set image deployment/nginx` to the struts image; then `kubectl get events`
 # Everything keeps running so you can try more (`kubectl run x --image=nginx`); `make cluster-down`
 # stops it all.
 #
@@ -61,6 +62,7 @@ WEBHOOK_URL="https://127.0.0.1:$sg_port" scripts/deploy.sh
 
 rc=0
 scripts/test-samples.sh || rc=$?
+STRUTS_IMAGE="${STRUTS_IMAGE:-kaizheh/apache-struts2-cve-2017-5638:2.3.12}"
 
 # Which API scangate found (ANCHORE_API_VERSION=auto asked GET /v2/version at start).
 detected=$(grep -m1 '"msg":"scanner API detected"' "$LOCAL_DIR/scangate.log" | grep -o '"apiVersion":"v[12]"' | cut -d'"' -f4 || true)
@@ -75,9 +77,12 @@ cat <<EOF
 
 == Running: control plane, scanner simulator (Anchore API $SCANNER_API, 127.0.0.1:$sim_port), scangate (https://127.0.0.1:$sg_port)
    export KUBECONFIG=$KUBECONFIG
-   kubectl get events                      # the FailedCreate above
+   kubectl get events
    kubectl run demo --image=nginx          # refused: latest tag
    kubectl run demo --image=nginx:1.25.3   # admitted (stays Pending: there is no kubelet)
+   kubectl set image pod/demo demo=$STRUTS_IMAGE   # refused: an image change is judged too
+   kubectl create namespace trial && kubectl label namespace trial scangate.io/mode=warn
+   kubectl -n trial create deployment s --image=$STRUTS_IMAGE   # admitted, with the reasons as warnings
    tail -f $LOCAL_DIR/scangate.log         # scangate's decisions (JSON lines)
    make cluster-down                       # stop everything
 EOF

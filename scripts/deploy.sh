@@ -20,6 +20,10 @@
 #   ROLLOUT_TIMEOUT=180s      in-cluster: helm --wait --timeout for the pods; 0 = do not wait
 #   HELM_VALUES=FILE, HELM_ARGS="--set k=v ..."   in-cluster: more chart values (charts/scangate/values.yaml)
 #   HELM                      the helm binary (default: scripts/build-helm.sh's)
+#   WORKLOAD_WEBHOOK_TIMEOUT_SECONDS=min(10, WEBHOOK_TIMEOUT_SECONDS)   how long `kubectl apply` of a
+#                             workload may wait for a verdict (past it: admitted with a warning)
+#   NAMESPACE_MODES=enforce,warn,off   the scangate.io/mode label values namespaces may choose (also
+#                             passed to scangate); without off, a namespace labelled off is judged
 #   WEBHOOK_URL               out-of-cluster mode; "/validate" is appended when the URL has no path
 #   CERT_DIR=.run/certs       out-of-cluster: gen-certs.sh runs if needed
 #   CA_BUNDLE_FILE=$CERT_DIR/ca.crt   out-of-cluster: the CA injected as caBundle
@@ -44,7 +48,8 @@ EXEMPT_NAMESPACES="${EXEMPT_NAMESPACES:-kube-system}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-180s}"
 VERIFY_WEBHOOK="${VERIFY_WEBHOOK:-true}"
 MANIFESTS="$SCANGATE_ROOT/manifests"
-CONFIG_KEYS=(REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE ANCHORE_POLICY_ID
+NAMESPACE_MODES="${NAMESPACE_MODES:-enforce,warn,off}"
+CONFIG_KEYS=(REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE WORKLOAD_MODE NAMESPACE_MODES ANCHORE_POLICY_ID
   ANCHORE_ACCOUNT ANCHORE_INSECURE_SKIP_TLS_VERIFY LOG_LEVEL DEADLINE_MARGIN_MS DEFAULT_TIMEOUT_MS
   SCANNER_REQUEST_TIMEOUT_MS MAX_CONCURRENT_SCANS CACHE_MAX_ENTRIES CACHE_PASS_TTL_MS CACHE_FAIL_TTL_MS
   BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_CONTROLLERS PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION)
@@ -54,6 +59,20 @@ if ! [[ "$WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WEBHOOK_TIMEOUT_SECONDS <
 fi
 [[ "$NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "NAMESPACE '$NAMESPACE' is not a valid namespace name"
 [[ "$RELEASE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "RELEASE '$RELEASE' is not a valid release name"
+WORKLOAD_WEBHOOK_TIMEOUT_SECONDS="${WORKLOAD_WEBHOOK_TIMEOUT_SECONDS:-$((WEBHOOK_TIMEOUT_SECONDS < 10 ? WEBHOOK_TIMEOUT_SECONDS : 10))}"
+if ! [[ "$WORKLOAD_WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WORKLOAD_WEBHOOK_TIMEOUT_SECONDS < 1 || WORKLOAD_WEBHOOK_TIMEOUT_SECONDS > 30)); then
+  die "WORKLOAD_WEBHOOK_TIMEOUT_SECONDS must be 1..30, got $WORKLOAD_WEBHOOK_TIMEOUT_SECONDS"
+fi
+# The namespace label values that the default entries (/validate, MODE) leave to others: enforce and
+# warn have entries of their own; off is left to nobody when NAMESPACE_MODES lists it.
+NAMESPACE_MODE_LIST='["enforce", "warn"]'
+for m in ${NAMESPACE_MODES//,/ }; do
+  case "$m" in
+    enforce | warn) ;;
+    off) NAMESPACE_MODE_LIST='["enforce", "warn", "off"]' ;;
+    *) die "NAMESPACE_MODES: '$m' is not one of enforce, warn, off" ;;
+  esac
+done
 
 apply() { "$KUBECTL" apply --server-side --force-conflicts --field-manager=scangate-deploy -f - >&2; }
 
@@ -82,7 +101,7 @@ if [[ -n "${WEBHOOK_URL:-}" ]]; then
     curl -fsS --max-time 5 --cacert "$CA_BUNDLE_FILE" "$origin/readyz" >/dev/null ||
       die "scangate at $origin does not answer /readyz over TLS verified with $CA_BUNDLE_FILE; start it first (or VERIFY_WEBHOOK=false)"
   fi
-  CLIENT_CONFIG="{url: \"$url\", caBundle: \"$CA_BUNDLE\"}"
+  client_config() { echo "{url: \"$url$1\", caBundle: \"$CA_BUNDLE\"}"; }
   MUTATE_CLIENT_CONFIG="{url: \"$(sed -E 's#^(https://[^/]+).*#\1#' <<<"$url")/mutate\", caBundle: \"$CA_BUNDLE\"}"
   log "registering out-of-cluster scangate at $url"
 else
@@ -108,7 +127,7 @@ else
   json_list() { tr ',' '\n' <<<"$1" | sed 's/^ *//; s/ *$//' | grep -v '^$' | sed 's/.*/"&"/' | paste -sd, | sed 's/.*/[&]/'; }
   args=(--namespace "$NAMESPACE" --set-string "scanner.url=$ANCHORE_CLI_URL" --set-string scanner.existingSecret=scangate-scanner
     --set-string "image.repository=$image_repo" --set-string "image.tag=$image_tag"
-    --set "webhook.timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS" --set-json "exemptNamespaces=$(json_list "$EXEMPT_NAMESPACES")")
+    --set "webhook.timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS" --set "webhook.workloads.timeoutSeconds=$WORKLOAD_WEBHOOK_TIMEOUT_SECONDS" --set-json "exemptNamespaces=$(json_list "$EXEMPT_NAMESPACES")")
   [[ -z "${ANCHORE_CA_FILE:-}" ]] || { [[ -f "$ANCHORE_CA_FILE" ]] || die "ANCHORE_CA_FILE $ANCHORE_CA_FILE does not exist"; args+=(--set-file "scanner.caCert=$ANCHORE_CA_FILE"); }
   declare -A VALUE_OF=([REJECT_IF_TIMEOUT]=rejectIfTimeout [DENY_LATEST_TAG]=denyLatestTag [MODE]=mode
     [ANCHORE_POLICY_ID]=scanner.policyId [ANCHORE_ACCOUNT]=scanner.account [ANCHORE_INSECURE_SKIP_TLS_VERIFY]=scanner.insecureSkipTLSVerify
@@ -116,7 +135,8 @@ else
     [SCANNER_REQUEST_TIMEOUT_MS]=scanner.requestTimeoutMs [MAX_CONCURRENT_SCANS]=scanner.maxConcurrentScans
     [CACHE_MAX_ENTRIES]=cache.maxEntries [CACHE_PASS_TTL_MS]=cache.passTtlMs [CACHE_FAIL_TTL_MS]=cache.failTtlMs
     [BREAK_GLASS_USERS]=breakGlass.users [BREAK_GLASS_GROUPS]=breakGlass.groups [BREAK_GLASS_CONTROLLERS]=breakGlass.controllers
-    [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds [ANCHORE_API_VERSION]=scanner.apiVersion)
+    [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds [ANCHORE_API_VERSION]=scanner.apiVersion
+    [WORKLOAD_MODE]=workloadMode [NAMESPACE_MODES]=namespaceModes)
   for k in "${CONFIG_KEYS[@]}"; do
     [[ -n "${!k:-}" ]] || continue
     case "$k" in
@@ -124,7 +144,8 @@ else
       REGISTRY_ALLOWLIST) args+=(--set-json "registryAllowlist=$(json_list "$REGISTRY_ALLOWLIST")") ;;
       BREAK_GLASS_USERS | BREAK_GLASS_GROUPS | BREAK_GLASS_CONTROLLERS) args+=(--set-json "${VALUE_OF[$k]}=$(json_list "${!k}")") ;;
       PIN_DIGESTS) args+=(--set "pinning.enabled=$([[ "$PIN_DIGESTS" =~ ^(true|1|yes)$ ]] && echo true || echo false)") ;;
-      MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT | ANCHORE_API_VERSION) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
+      NAMESPACE_MODES) args+=(--set-json "namespaceModes=$(json_list "$NAMESPACE_MODES")") ;;
+      MODE | WORKLOAD_MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT | ANCHORE_API_VERSION) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
       *) args+=(--set "${VALUE_OF[$k]}=${!k}") ;;
     esac
   done
@@ -152,9 +173,14 @@ else
   exit 0
 fi
 
-RENDER_VARS=(WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
+# One path per namespace mode (see manifests/validating-webhook.yaml): /validate, /validate/enforce, ...
+CLIENT_CONFIG=$(client_config "")
+CLIENT_CONFIG_ENFORCE=$(client_config /enforce)
+CLIENT_CONFIG_WARN=$(client_config /warn)
+RENDER_VARS=(WEBHOOK_TIMEOUT_SECONDS WORKLOAD_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG CLIENT_CONFIG_ENFORCE CLIENT_CONFIG_WARN
+  EXEMPT_NAMESPACE_LIST NAMESPACE_MODE_LIST)
 render "$MANIFESTS/validating-webhook.yaml" | apply
-log "done: ValidatingWebhookConfiguration scangate (timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS, exempt namespaces $EXEMPT_NAMESPACE_LIST)"
+log "done: ValidatingWebhookConfiguration scangate (timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS, workloads $WORKLOAD_WEBHOOK_TIMEOUT_SECONDS, exempt namespaces $EXEMPT_NAMESPACE_LIST, label scangate.io/mode: $NAMESPACE_MODES)"
 
 # --- digest pinning (MutatingWebhookConfiguration), out-of-cluster ------------------------------------
 PIN_WEBHOOK_TIMEOUT_SECONDS="${PIN_WEBHOOK_TIMEOUT_SECONDS:-15}"

@@ -395,7 +395,7 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
     assert.match(latest.stderr, new RegExp(`${escapeRe(DENIED)}: Images using latest tag are not allowed`));
   });
 
-  scenario('3. nginx is admitted and runs into ErrImagePull on the node; apache-struts2 is denied (FailedCreate event)', async () => {
+  scenario('3. nginx is admitted and runs into ErrImagePull on the node; apache-struts2 is refused at kubectl apply, and its pods', async () => {
     const deployment = (name: string, image: string): string => JSON.stringify({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -407,7 +407,13 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
       },
     });
     await node.kubectlOk(['apply', '-f', '-'], deployment('nginx', CLEAN));
-    await node.kubectlOk(['apply', '-f', '-'], deployment('apache-struts2', STRUTS));
+    // The Deployment's pod template is judged at apply time (workloads.scangate.io): refused at once.
+    const struts = await node.kubectl(['apply', '-f', '-'], deployment('apache-struts2', STRUTS));
+    assert.notEqual(struts.code, 0, 'the struts Deployment is refused at kubectl apply');
+    assert.match(
+      struts.stderr,
+      new RegExp(`admission webhook "workloads\\.scangate\\.io" denied the request: Image failed policy check: ${escapeRe(STRUTS)} \\(deployment "apache-struts2" container "apache-struts2"\\)`),
+    );
     // Admitted, scheduled, and handed to the kubelet, whose pull fails: no registry can be reached.
     let pullState = '';
     await waitFor('the nginx pod on the node in ErrImagePull', 3 * MINUTE, async () => {
@@ -416,18 +422,12 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
       pullState = `${String(pods.length)} pod(s), ${pods[0]?.spec.nodeName ?? 'unscheduled'}, ${waiting ?? pods[0]?.status.phase ?? ''}`;
       return pods.length === 1 && pods[0]?.spec.nodeName === node.env['NODE_NAME'] && (waiting === 'ErrImagePull' || waiting === 'ImagePullBackOff') ? true : undefined;
     }, () => pullState, 1000);
-    const rsUid = await waitFor('the apache-struts2 ReplicaSet', MINUTE, async () => {
-      const out = await node.kubectlOk(['-n', WORKLOADS, 'get', 'replicaset', '-l', 'app=apache-struts2', '-o', 'jsonpath={.items[0].metadata.uid}']);
-      return out.trim() === '' ? undefined : out.trim();
-    });
-    let seen = '';
-    await waitFor('a FailedCreate event with the CVE verdict', 3 * MINUTE, async () => {
-      const events = await node.events(WORKLOADS, rsUid);
-      seen = events.map((e) => `${e.reason ?? ''}: ${e.message ?? ''}`).join('\n');
-      return events.some((e) => e.reason === 'FailedCreate' && (e.message ?? '').includes(`${DENIED}: Image failed policy check: ${STRUTS}`)) ? true : undefined;
-    }, () => seen, 1000);
+    // The pods stay the enforcement point: one of the struts image is refused by images.scangate.io.
+    const pod = await node.createPod(node.nextName('struts-pod'), STRUTS);
+    assert.notEqual(pod.code, 0, 'a struts pod is refused');
+    assert.match(pod.stderr, new RegExp(`${escapeRe(DENIED)}: Image failed policy check: ${escapeRe(STRUTS)}`));
     assert.deepEqual(await node.pods(WORKLOADS, 'app=apache-struts2'), []);
-    await node.kubectlOk(['-n', WORKLOADS, 'delete', 'deployment', 'nginx', 'apache-struts2', '--wait=false']);
+    await node.kubectlOk(['-n', WORKLOADS, 'delete', 'deployment', 'nginx', '--wait=false']);
   });
 
   scenario('4. evicting a scangate pod during a burst of pod creations: no admission failure; the PDB refuses a second eviction', async () => {

@@ -236,11 +236,14 @@ Call it once per render: every call without a Secret in the cluster generates a 
 {{- $root := index . 0 -}}
 {{- $path := index . 1 -}}
 {{- $caBundle := index . 2 -}}
+{{- /* Optional 4th argument: {failurePolicy, timeoutSeconds, modeExpression} of this entry. */ -}}
+{{- $entry := dict -}}
+{{- if gt (len .) 3 }}{{ $entry = index . 3 }}{{ end -}}
 admissionReviewVersions: ["v1", "v1beta1"]
 sideEffects: None
-failurePolicy: {{ $root.Values.webhook.failurePolicy }}
+failurePolicy: {{ $entry.failurePolicy | default $root.Values.webhook.failurePolicy }}
 matchPolicy: {{ $root.Values.webhook.matchPolicy }}
-timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds | int64 }}
+timeoutSeconds: {{ $entry.timeoutSeconds | default $root.Values.webhook.timeoutSeconds | int64 }}
 clientConfig:
   service:
     namespace: {{ $root.Release.Namespace }}
@@ -255,6 +258,9 @@ namespaceSelector:
     - key: kubernetes.io/metadata.name
       operator: NotIn
       values: {{ include "scangate.exemptNamespaces" $root }}
+    {{- with $entry.modeExpression }}
+    - {{ toJson . }}
+    {{- end }}
     {{- with $root.Values.webhook.namespaceSelectorExpressions }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -49,6 +49,8 @@ interface FaultCase {
   readonly logLine?: { msg: string; level: string };
   /** Lower bound of the answer time (e.g. Retry-After honoured). */
   readonly atLeastMs?: number;
+  /** What differs when the scanner speaks v2 (the wire shapes; everything else is the same). */
+  readonly v2?: { readonly expect: Expect };
 }
 
 const CASES: readonly FaultCase[] = [
@@ -156,12 +158,14 @@ const CASES: readonly FaultCase[] = [
     name: 'wrong shape (object for the image list)',
     faults: () => ({ wrongShape: true }),
     expect: { kind: 'scanner-error', detail: 'scanner answered an image list that is not an array', settles: true },
+    v2: { expect: { kind: 'scanner-error', detail: 'scanner answered an image record that is not an object', settles: true } },
     calls: [['add_image', 'ok', 1]],
   },
   {
     name: 'wrong shape of the policy check',
     faults: () => ({ wrongShape: true, operations: ['check'] }),
     expect: { kind: 'scanner-error', detail: 'scanner check response is not an array', settles: true },
+    v2: { expect: { kind: 'scanner-error', detail: 'scanner check response is not an object', settles: true } },
     calls: [['check', 'ok', 1]],
   },
   {
@@ -194,17 +198,20 @@ const CASES: readonly FaultCase[] = [
 ];
 
 let sim: ScannerSimulator;
+let simV2: ScannerSimulator;
 let resetting: { url: string; close(): Promise<void> };
 let refusedUrl: string;
 let counter = 0;
 
 before(async () => {
   sim = await startSimulator();
+  simV2 = await startSimulator({ api: 'v2' });
   resetting = await startResettingServer();
   refusedUrl = `http://127.0.0.1:${await closedPort()}/v1`;
 });
 after(async () => {
   await sim.close();
+  await simV2.close();
   await resetting.close();
 });
 
@@ -212,18 +219,24 @@ function containerDetail(image: string, detail: string): string {
   return `${image} (container "web": ${detail})`;
 }
 
+// The same matrix against the simulator's v1 API and its v2 API (Anchore Enterprise 5), through the
+// same fault knobs, with the default ANCHORE_API_VERSION=auto (the version endpoint is never faulted).
+for (const api of ['v1', 'v2'] as const)
 for (const rejectIfTimeout of [true, false]) {
-  describe(`scanner faults, REJECT_IF_TIMEOUT=${rejectIfTimeout}`, () => {
+  describe(`scanner faults (${api}), REJECT_IF_TIMEOUT=${rejectIfTimeout}`, () => {
     for (const c of CASES) {
       it(c.name, async () => {
         counter += 1;
-        const image = c.image ?? `docker.io/library/redis:fault-${counter}-${rejectIfTimeout}`;
-        sim.reset();
-        if (c.faults !== undefined) sim.setFaults(c.faults(image));
-        const url = c.scanner === 'resetting' ? resetting.url : c.scanner === 'refused' ? refusedUrl : sim.url;
+        const image = c.image ?? `docker.io/library/redis:fault-${counter}-${api}-${rejectIfTimeout}`;
+        const scanner = api === 'v1' ? sim : simV2;
+        scanner.reset();
+        if (c.faults !== undefined) scanner.setFaults(c.faults(image));
+        const down = c.scanner === 'resetting' ? resetting.url : c.scanner === 'refused' ? refusedUrl : undefined;
+        // v2: the bare URL, as an Enterprise 5 user writes it.
+        const url = down !== undefined ? (api === 'v1' ? down : down.replace(/\/v1$/, '')) : api === 'v1' ? sim.url : simV2.origin;
         // A scanner that is down cannot say which API it speaks: pinned, so the first call is add_image
         // (detection while down: test/integration/scanner-api.test.ts).
-        const pinned = c.scanner !== undefined ? { ANCHORE_API_VERSION: 'v1' } : {};
+        const pinned = c.scanner !== undefined ? { ANCHORE_API_VERSION: api } : {};
         const webhook = await startWebhook({ ...BASE_ENV, ...c.env, ...pinned, ANCHORE_CLI_URL: url, REJECT_IF_TIMEOUT: String(rejectIfTimeout) });
         try {
           const { uid, body } = deploymentPodReview([image]);
@@ -237,7 +250,7 @@ for (const rejectIfTimeout of [true, false]) {
           assert.equal(res.json.kind, 'AdmissionReview');
           const response = res.json.response;
           assert.equal(response.uid, uid);
-          const e = c.expect;
+          const e = api === 'v2' && c.v2 !== undefined ? c.v2.expect : c.expect;
           let reasons: string | undefined;
           let expectedResult: string;
           let deadline: { reason: string; action: string } | undefined;

@@ -2,7 +2,7 @@
  * scangate's benchmarks, all in one run on one machine, loopback only, each bounded in count and time.
  * Prints one Markdown table per scenario, with ratios against a baseline where there is one.
  *
- *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory] [--out FILE]
+ *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory,breaker] [--out FILE]
  *
  * Needs the compiled scangate (`make build`: ../dist/src/main.js) and openssl.
  */
@@ -10,7 +10,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
 
-const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory'];
+const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker'];
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
 const only = values.only?.split(',') ?? SCENARIOS;

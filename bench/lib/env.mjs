@@ -127,10 +127,11 @@ function startChild(args, env, logFile) {
 /**
  * `scangate scanner-sim` on a free port with the bench data; admin helpers over its /_sim routes.
  * `api`: 'v1' (url `.../v1`) or 'v2' (Anchore Enterprise 5, v2 only; url is the bare origin, so
- * scangate detects the API as with its default settings).
+ * scangate detects the API as with its default settings). `port`: listen there instead of on a free
+ * port (the breaker benchmark brings a scanner back on the port scangate was refused on).
  */
-export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1' } = {}) {
-  const port = await freePort();
+export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1', port: fixedPort } = {}) {
+  const port = fixedPort ?? (await freePort());
   const proc = startChild(
     [MAIN_JS, 'scanner-sim', '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs), '--api', api],
     {},

@@ -198,7 +198,7 @@ export async function run({ work, tls, quick }) {
       'Default settings but for the breaker\'s (SCANNER_REQUEST_TIMEOUT_MS=5000, SCANNER_RETRY_BUDGET_MS=20000, SCANNER_BREAKER_FAILURES=5, DEADLINE_MARGIN_MS=1000), REJECT_IF_TIMEOUT=true; `?timeout=10s`; a fresh scangate per row; every image new (a cache miss).',
       '"opened at": the admission (counted from the first; 4 clients send one after the other) whose answer was the first "Scanner unavailable", and the time since the first was sent.',
       'While open: admissions one after the other on one warm keep-alive HTTPS connection, times measured by the client.',
-      'Recovery: "return" = the simulator\'s first /health answer on the refused port (polled every 50 ms) or the answer to PUT /_sim/faults {} that clears `hang`; then one admission of a new image every ~50 ms until one is allowed (the simulator passes nginx), which includes one scan (submission + first poll at 250 ms).',
+      'Recovery: "return" = the simulator\'s first /health answer on the refused port (polled every 50 ms) or the answer to PUT /_sim/faults {} that clears `hang`; then one admission of a new image every ~50 ms until one is allowed (the simulator passes nginx), which includes one scan (the simulator analyses at once here: submission, record, check).',
     ],
   };
 }

@@ -8,6 +8,7 @@ import { createScanCoordinator, type ScanCoordinator, type Scanner } from './eng
 import { createApp, type AppState } from './http/app.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createAnchoreClient } from './scanner/anchore-client.js';
+import { plainHttpAuthWarning } from './scanner/credentials.js';
 import { createScannerTransport, type ScannerTransport } from './scanner/resilience.js';
 
 export interface Scangate {
@@ -51,6 +52,8 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     logger: opts.logger.child({ component: 'scanner' }),
     ...clock,
   });
+  const plainHttp = opts.scanner === undefined ? plainHttpAuthWarning(config.scanner.url) : undefined;
+  if (plainHttp !== undefined) opts.logger.warn({ component: 'scanner' }, plainHttp);
   const scanner =
     opts.scanner ??
     createAnchoreClient({

@@ -191,6 +191,16 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }),
 });
 
+export const URL_CREDENTIALS_PROBLEM =
+  'ANCHORE_CLI_URL: must not carry credentials (user:password@host); set ANCHORE_CLI_USER and ANCHORE_CLI_PASS, or their _FILE variants, instead';
+
+/** `user@`, `user:password@` or `:password@` in an http(s) URL; an unparseable URL is the schema's problem. */
+function urlHasCredentials(value: string): boolean {
+  if (!URL.canParse(value)) return /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(value);
+  const url = new URL(value);
+  return url.username !== '' || url.password !== '';
+}
+
 /**
  * Builds the configuration from the environment, flags and secret files. Throws one ConfigError that
  * lists every problem. `readFile` is injected so tests need no files; secret values never appear in
@@ -245,6 +255,9 @@ export function parseConfig(
       problems.push(`ANCHORE_CA_FILE: cannot read ${caFile} (${error instanceof Error && 'code' in error ? String(error.code) : 'error'})`);
     }
   }
+  // Credentials written into the URL would be sent nowhere (axios takes ANCHORE_CLI_USER/PASS) and
+  // would sit in plain sight in the Deployment: refused, and the URL never echoed.
+  if (urlHasCredentials(raw['ANCHORE_CLI_URL'] ?? '')) problems.push(URL_CREDENTIALS_PROBLEM);
   // Checked on the raw values too, so that one message lists this along with any type errors.
   const blank = (key: string): boolean => (raw[key] ?? '').trim() === '';
   if (flags.serving !== false && !['true', '1', 'yes'].includes(raw['INSECURE_HTTP'] ?? '') && (blank('TLS_CERT_FILE') || blank('TLS_KEY_FILE'))) {

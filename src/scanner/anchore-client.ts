@@ -17,6 +17,7 @@ import type { Metrics, ScannerCallOutcome, ScannerOperation } from '../observabi
 import type { ScanVerdict } from '../policy/types.js';
 import type { ImageReference } from '../reference/parse-reference.js';
 import { pinDigestOf } from './anchore-wire.js';
+import { createRedactor, scrubError } from './credentials.js';
 import { createApiDetector, parseScannerUrl, readVersionAnswer, type ApiVersionSetting } from './api-version.js';
 import { createScannerTransport, type ScannerTransport } from './resilience.js';
 import { createWireProtocol, type WireRequest } from './wire-protocol.js';
@@ -153,13 +154,16 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
   // API serves, asks again too.
   let outage = false;
   // The scanner's own texts may name the account (Anchore's "no active policy to evaluate: <user>"; on
-  // Sysdig Secure the user is the API token): they never leave this module with a credential in them.
-  const credentials = [opts.user, opts.password].filter((c) => c.length > 0).sort((a, b) => b.length - a.length);
-  const scannerText = (body: unknown): string => {
-    // `message` in both APIs' error bodies.
-    let text = createWireProtocol('v1', endpoint).errorMessage(body);
-    for (const c of credentials) text = text.split(c).join('[redacted]');
-    return text.slice(0, 160);
+  // Sysdig Secure the user is the API token), and a proxy may echo the Authorization header: no text,
+  // error or verdict leaves this module with a credential in it, in any spelling (credentials.ts).
+  const redact = createRedactor({ user: opts.user, password: opts.password });
+  // `message` in both APIs' error bodies; redacted before it is cut.
+  const scannerText = (body: unknown): string => redact(createWireProtocol('v1', endpoint).errorMessage(body)).slice(0, 160);
+  const redactVerdict = (verdict: ScanVerdict): ScanVerdict => {
+    const policyId = verdict.policyId !== undefined ? { policyId: redact(verdict.policyId) } : {};
+    if (verdict.status === 'pass') return { ...verdict, ...policyId };
+    const reasons = verdict.reasons.map((r) => ({ ...r, gate: redact(r.gate), trigger: redact(r.trigger), output: redact(r.output) }));
+    return { ...verdict, ...policyId, reasons };
   };
 
   /** One HTTP call. Returns the status and parsed body for 2xx and for the statuses in `accept`. */
@@ -222,7 +226,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
       // A call cut short by the scan's own bound or by shutdown is not the scanner's outcome.
       outcome = error instanceof ScanAbortedError ? undefined : outcomeOf(error);
       if (operation !== 'version' && (error instanceof ScannerUnavailableError || error instanceof ScannerRequestTimeoutError)) outage = true;
-      throw error;
+      // Scrubbed here, before the transport and the detector log it.
+      throw scrubError(error, redact);
     } finally {
       if (outcome !== undefined) opts.metrics.scannerCalls.inc({ operation, outcome });
     }
@@ -241,7 +246,11 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     setting: opts.apiVersion ?? 'auto',
     probe: async (signal) => {
       const answer = await transport.once('version', (s) => call('version', { method: 'GET', url: endpoint.versionUrl }, s, VERSION_ANSWERS), signal);
-      return readVersionAnswer(answer.status, answer.body);
+      try {
+        return readVersionAnswer(answer.status, answer.body);
+      } catch (error) {
+        throw scrubError(error, redact);
+      }
     },
     logger: opts.logger,
     retryInitialMs: Math.max(opts.pollInitialMs, 500),
@@ -257,61 +266,70 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
       : { operation: 'version', run: (signal) => call('version', { method: 'GET', url: endpoint.versionUrl }, signal, PROBE_ANSWERS) },
   );
 
-  return {
-    async scan(reference, { signal, onCallResult }): Promise<ScanVerdict> {
-      const tag = submissionTag(reference);
-      if (outage) {
-        outage = false;
-        detector.redetect();
+  async function runScan(reference: ImageReference, signal: AbortSignal, onCallResult: (error: ScannerError | undefined) => void): Promise<ScanVerdict> {
+    const tag = submissionTag(reference);
+    if (outage) {
+      outage = false;
+      detector.redetect();
+    }
+    // Auto mode: the API found at start, or wait for (and retry) the detection within the budget.
+    const wire = protocols[await retried('version', (s) => detector.resolve(s), signal, onCallResult)];
+    const submitted = await retried('add_image', (s) => call('add_image', wire.addImage(reference, tag), s), signal, onCallResult);
+    let record = wire.parseImage(submitted.body, tag, reference.digest);
+    const digest = record.imageDigest;
+    const submittedAt = now();
+    const poll = async (): Promise<void> => {
+      // The poll interval grows with the time already spent (250 ms + 10 %, capped at 2 s), so an
+      // analysis of T seconds is seen at most ~10 % of T + 250 ms late; a ×1.5 backoff could add
+      // up to a whole capped interval (bench/ "time to verdict").
+      const elapsedMs = now() - submittedAt;
+      await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
+      const got = await retried('get_image', (s) => call('get_image', wire.getImage(digest), s), signal, onCallResult);
+      record = wire.parseImage(got.body, tag, digest);
+    };
+    for (;;) {
+      const pinDigest = pinDigestOf(record);
+      const pin = pinDigest !== undefined ? { pinDigest } : {};
+      if (record.analysisStatus === 'analysis_failed') {
+        return { status: 'fail', digest, ...pin, reasons: [], cause: 'analysis_failed' };
       }
-      // Auto mode: the API found at start, or wait for (and retry) the detection within the budget.
-      const wire = protocols[await retried('version', (s) => detector.resolve(s), signal, onCallResult)];
-      const submitted = await retried('add_image', (s) => call('add_image', wire.addImage(reference, tag), s), signal, onCallResult);
-      let record = wire.parseImage(submitted.body, tag, reference.digest);
-      const digest = record.imageDigest;
-      const submittedAt = now();
-      const poll = async (): Promise<void> => {
-        // The poll interval grows with the time already spent (250 ms + 10 %, capped at 2 s), so an
-        // analysis of T seconds is seen at most ~10 % of T + 250 ms late; a ×1.5 backoff could add
-        // up to a whole capped interval (bench/ "time to verdict").
-        const elapsedMs = now() - submittedAt;
-        await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
-        const got = await retried('get_image', (s) => call('get_image', wire.getImage(digest), s), signal, onCallResult);
-        record = wire.parseImage(got.body, tag, digest);
-      };
-      for (;;) {
-        const pinDigest = pinDigestOf(record);
-        const pin = pinDigest !== undefined ? { pinDigest } : {};
-        if (record.analysisStatus === 'analysis_failed') {
-          return { status: 'fail', digest, ...pin, reasons: [], cause: 'analysis_failed' };
-        }
-        if (record.analysisStatus !== 'analyzed') {
-          await poll();
+      if (record.analysisStatus !== 'analyzed') {
+        await poll();
+        continue;
+      }
+      const checked = await retried('check', (s) => call('check', wire.check(digest, tag, opts.policyId), s, [404]), signal, onCallResult);
+      if (checked.status === 404) {
+        const message = scannerText(checked.body);
+        // Analysis finished between our poll and the check, or the record went back to analysing.
+        if (/not analyzed|analysis_status/i.test(message)) {
+          record = { ...record, analysisStatus: 'analyzing' };
           continue;
         }
-        const checked = await retried('check', (s) => call('check', wire.check(digest, tag, opts.policyId), s, [404]), signal, onCallResult);
-        if (checked.status === 404) {
-          const message = scannerText(checked.body);
-          // Analysis finished between our poll and the check, or the record went back to analysing.
-          if (/not analyzed|analysis_status/i.test(message)) {
-            record = { ...record, analysisStatus: 'analyzing' };
-            continue;
-          }
-          if (/no active policy/i.test(message)) {
-            throw new ScannerRequestError('scanner has no active policy bundle for this account: activate one or set ANCHORE_POLICY_ID', 404);
-          }
-          throw new ScannerRequestError(`scanner cannot evaluate the image (HTTP 404${message ? `: ${message}` : ''})`, 404);
+        if (/no active policy/i.test(message)) {
+          throw new ScannerRequestError('scanner has no active policy bundle for this account: activate one or set ANCHORE_POLICY_ID', 404);
         }
-        const evaluation = wire.parseCheck(checked.body, digest, tag);
-        const policyId = evaluation.policyId ?? opts.policyId;
-        if (evaluation.status === 'pass') {
-          return { status: 'pass', digest, ...pin, warnings: evaluation.warnCount, ...(policyId !== undefined ? { policyId } : {}) };
-        }
-        const reasons =
-          evaluation.stopReasons.length > 0
-            ? evaluation.stopReasons
-            : [{ gate: 'policy', trigger: evaluation.finalActionReason ?? 'final_action', output: 'the policy evaluation ended in stop' }];
-        return { status: 'fail', digest, ...pin, reasons, cause: 'policy', ...(policyId !== undefined ? { policyId } : {}) };
+        throw new ScannerRequestError(`scanner cannot evaluate the image (HTTP 404${message ? `: ${message}` : ''})`, 404);
+      }
+      const evaluation = wire.parseCheck(checked.body, digest, tag);
+      const policyId = evaluation.policyId ?? opts.policyId;
+      if (evaluation.status === 'pass') {
+        return { status: 'pass', digest, ...pin, warnings: evaluation.warnCount, ...(policyId !== undefined ? { policyId } : {}) };
+      }
+      const reasons =
+        evaluation.stopReasons.length > 0
+          ? evaluation.stopReasons
+          : [{ gate: 'policy', trigger: evaluation.finalActionReason ?? 'final_action', output: 'the policy evaluation ended in stop' }];
+      return { status: 'fail', digest, ...pin, reasons, cause: 'policy', ...(policyId !== undefined ? { policyId } : {}) };
+    }
+  }
+
+  return {
+    async scan(reference, { signal, onCallResult }): Promise<ScanVerdict> {
+      try {
+        return redactVerdict(await runScan(reference, signal, onCallResult));
+      } catch (error) {
+        // Wire errors quote the scanner's answer (a status, a tag); breaker errors quote the last outage.
+        throw scrubError(error, redact);
       }
     },
   };

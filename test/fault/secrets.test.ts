@@ -1,7 +1,7 @@
 /**
- * Secrets: with known scanner credentials configured (user and password, from env, from a file and in
- * the URL), scangate is driven through verdicts, faults, refused credentials, bad requests, the CLI and
- * a configuration error, at LOG_LEVEL=trace. No log line, metric, denial, warning or error message may
+ * Secrets: with known scanner credentials configured (user and password, from env and from a file;
+ * written into the URL they are refused), scangate is driven through verdicts, faults, refused
+ * credentials, bad requests, the CLI and a configuration error, at LOG_LEVEL=trace. No log line, metric, denial, warning or error message may
  * contain the user, the password, or the Basic auth header built from them.
  */
 import assert from 'node:assert/strict';
@@ -105,6 +105,20 @@ const FAST_SCANNER_ENV = {
   LOG_LEVEL: 'trace',
 };
 
+/** Runs scangate's CLI to its exit; stdout and stderr together. */
+const run = (args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> =>
+  new Promise((resolve) => {
+    const child = spawn(process.execPath, [MAIN_JS, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+
 async function stopAndCheck(scangate: ChildScangate, texts: readonly string[], label: string): Promise<void> {
   scangate.child.kill('SIGTERM');
   await scangate.exited;
@@ -155,34 +169,30 @@ describe('credentials never leak', () => {
     }
   });
 
-  it('credentials written into ANCHORE_CLI_URL as well (reachable and refused scanner)', async () => {
+  // Credentials written into the URL were silently ignored before (axios sends ANCHORE_CLI_USER/PASS):
+  // now refused at start-up, with a message that says so and never repeats the URL.
+  it('credentials written into ANCHORE_CLI_URL: refused at start-up, the URL not echoed', async () => {
     for (const base of [sim.url, `http://127.0.0.1:${await closedPort()}/v1`]) {
-      const url = new URL(base);
-      url.username = USER;
-      url.password = PASS;
-      const scangate = await spawnScangate({ ...FAST_SCANNER_ENV, ANCHORE_CLI_URL: url.toString(), ANCHORE_CLI_USER: USER, ANCHORE_CLI_PASS: PASS });
-      try {
-        const texts = await drive(scangate, [{}, { status: 502 }]);
-        await stopAndCheck(scangate, texts, `credentials in the URL (${base})`);
-      } finally {
-        await scangate.kill();
+      for (const [user, pass] of [[USER, PASS], [USER, ''], ['', PASS]] as const) {
+        const url = new URL(base);
+        url.username = user;
+        url.password = pass;
+        const { code, out } = await run(['serve', '--insecure-http', '--port', '0'], {
+          ANCHORE_CLI_URL: url.toString(),
+          ANCHORE_CLI_USER: USER,
+          ANCHORE_CLI_PASS: PASS,
+          LOG_LEVEL: 'trace',
+        });
+        const label = `credentials in the URL (${base}, ${user === '' ? 'no user' : 'user'}, ${pass === '' ? 'no password' : 'password'})`;
+        assert.equal(code, 2, `${label}: exit code; output: ${out.slice(0, 500)}`);
+        assert.match(out, /ANCHORE_CLI_URL: must not carry credentials \(user:password@host\); set ANCHORE_CLI_USER and ANCHORE_CLI_PASS/, label);
+        assert.doesNotMatch(out, /127\.0\.0\.1/, `${label}: the URL is not echoed`);
+        assertNoSecret(label, out);
       }
     }
   });
 
   it('the CLI (scangate check) and a configuration error', async () => {
-    const run = (args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> =>
-      new Promise((resolve) => {
-        const child = spawn(process.execPath, [MAIN_JS, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-        child.on('exit', (code) => {
-          clearTimeout(timer);
-          resolve({ code, out });
-        });
-      });
     sim.reset();
     const checks = [
       { label: 'check, right password', args: ['check', '--json', '--timeout-ms', '5000', FAILING_IMAGE], env: { ANCHORE_CLI_URL: sim.url, ANCHORE_CLI_USER: USER, ANCHORE_CLI_PASS: PASS, LOG_LEVEL: 'trace' }, code: 1 },

@@ -59,6 +59,6 @@ describe('anchore client: scanner texts', () => {
       );
     assert.ok(error instanceof ScannerRequestError, String(error));
     assert.equal(error.status, 400);
-    assert.equal(error.message, 'scanner refused add_image (HTTP 400: tag refused for account [redacted] (auth [redacted]:[redacted]))');
+    assert.equal(error.message, 'scanner refused add_image (HTTP 400: tag refused for account [redacted] (auth [redacted]))');
   });
 });

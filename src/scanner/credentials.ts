@@ -1,0 +1,113 @@
+import { ScangateError } from '../errors.js';
+
+/**
+ * The scanner's credentials never leave scanner/ in any spelling. Anchore names the account in some
+ * of its texts ("no active policy to evaluate: <user>"); on Sysdig Secure the user is the API token;
+ * a proxy in front of the scanner may echo the request's `Authorization` header, and a misconfigured
+ * one may put the URL (credentials URL-encoded) in its error page. Every text that comes from the
+ * scanner, and every error this module throws, goes through a redactor built from the credentials.
+ */
+export type Redactor = (text: string) => string;
+
+export const REDACTED = '[redacted]';
+
+/** Shortest tail of a secret that is still removed when a text was cut in the middle of it. */
+const MIN_CUT_TAIL = 4;
+/** Shortest base64 run, of a secret inside a longer encoded text, worth removing. */
+const MIN_BASE64_CORE = 6;
+
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+const toBase64Url = (b64: string): string => b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+/**
+ * The base64 text of `bytes` wherever they sit in a longer encoded text: the encoding depends on the
+ * offset mod 3, so for each offset keep only the groups of four characters made of the secret alone.
+ */
+function base64Cores(bytes: Buffer): string[] {
+  const cores: string[] = [];
+  for (let shift = 0; shift < 3; shift += 1) {
+    const padded = Buffer.concat([Buffer.alloc(shift), bytes]);
+    const text = padded.toString('base64');
+    const firstGroup = shift === 0 ? 0 : 1;
+    const wholeGroups = Math.floor(padded.length / 3);
+    const core = text.slice(firstGroup * 4, wholeGroups * 4);
+    if (core.length >= MIN_BASE64_CORE) cores.push(core, toBase64Url(core));
+  }
+  return cores;
+}
+
+/** Every spelling of one secret that a log line, a denial or an error page could carry. */
+export function secretSpellings(secret: string): string[] {
+  if (secret === '') return [];
+  const bytes = Buffer.from(secret, 'utf8');
+  const b64 = bytes.toString('base64');
+  return [
+    secret,
+    JSON.stringify(secret).slice(1, -1),
+    encodeURIComponent(secret),
+    encodeURI(secret),
+    new URLSearchParams({ s: secret }).toString().slice(2),
+    b64,
+    b64.replace(/=+$/, ''),
+    toBase64Url(b64),
+    ...base64Cores(bytes),
+    bytes.toString('hex'),
+  ];
+}
+
+/**
+ * Builds the redactor for a user and password: each secret, and `user:password` as the Basic auth
+ * header carries it, in every spelling of secretSpellings, matched without regard to case (so `%2f`
+ * and `%2F`, `ADMIN` and `admin`), longest first. A text cut in the middle of a secret loses the cut
+ * tail as well. The cost is paid on scanner answers and errors only, never on a cache hit.
+ */
+export function createRedactor(credentials: { readonly user: string; readonly password: string }): Redactor {
+  const secrets = [credentials.user, credentials.password].filter((s) => s !== '');
+  if (secrets.length === 0) return (text) => text;
+  const whole = credentials.password === '' ? [] : [`${credentials.user}:${credentials.password}`];
+  const spellings = [...new Set([...whole, ...secrets].flatMap(secretSpellings))].sort((a, b) => b.length - a.length);
+  const anywhere = new RegExp(spellings.map(escapeRegExp).join('|'), 'giu');
+  // The tails a cut can leave: the first 4..n-1 characters of a raw secret at the very end.
+  const tails = secrets
+    .flatMap((s) => Array.from({ length: Math.max(0, s.length - MIN_CUT_TAIL) }, (_, i) => s.slice(0, s.length - 1 - i)))
+    .filter((t) => t.length >= MIN_CUT_TAIL);
+  const cutTail = tails.length > 0 ? new RegExp(`(?:${tails.map(escapeRegExp).join('|')})$`, 'iu') : undefined;
+  return (text) => {
+    const out = text.replace(anywhere, REDACTED);
+    return cutTail === undefined ? out : out.replace(cutTail, REDACTED);
+  };
+}
+
+/**
+ * The same error with its message redacted and its cause dropped (a cause may be an axios error that
+ * holds the request config, auth included, or a JSON error that quotes the scanner's body).
+ */
+export function scrubError<E>(error: E, redact: Redactor): E {
+  if (!(error instanceof Error)) return new ScangateError('SCANGATE_ERR_INTERNAL', redact(String(error))) as E;
+  error.message = redact(error.message);
+  if ('cause' in error && !(error.cause instanceof ScangateError)) delete error.cause;
+  else if (error.cause instanceof ScangateError) scrubError(error.cause, redact);
+  if (error.stack !== undefined) error.stack = redact(error.stack);
+  return error;
+}
+
+/** 127.0.0.0/8, ::1 (and its IPv4-mapped form) and `localhost` names: traffic that never leaves the host. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (host === '::1' || host === '0:0:0:0:0:0:0:1') return true;
+  // WHATWG URL writes an IPv4-mapped 127.x.y.z as ::ffff:7fxx:yyzz.
+  if (/^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host)) return true;
+  return /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(host);
+}
+
+/**
+ * The start-up warning for Basic auth sent in clear: an http:// scanner URL whose host is not the
+ * loopback. Names the origin (never the credentials); undefined when there is nothing to warn about.
+ */
+export function plainHttpAuthWarning(scannerUrl: string): string | undefined {
+  const url = new URL(scannerUrl);
+  if (url.protocol !== 'http:' || isLoopbackHost(url.hostname)) return undefined;
+  return `scanner credentials go over plain HTTP to ${url.host}: anyone on the network path can read them; use an https:// ANCHORE_CLI_URL (ANCHORE_CA_FILE for a private CA)`;
+}

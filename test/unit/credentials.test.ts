@@ -1,0 +1,194 @@
+/**
+ * Scanner credentials (issue 7, section 5): the redactor's spellings, the refusal of credentials in
+ * ANCHORE_CLI_URL, the start-up warning for Basic auth over plain HTTP, and the "scanner rejected the
+ * credentials" line logged again when refusals start again after a success (rate-limited).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { composeScangate } from '../../src/composition.js';
+import { parseConfig, URL_CREDENTIALS_PROBLEM } from '../../src/config.js';
+import { ConfigError, ScannerAuthError, ScannerProtocolError } from '../../src/errors.js';
+import { createMetrics } from '../../src/observability/metrics.js';
+import { createRedactor, isLoopbackHost, plainHttpAuthWarning, REDACTED, scrubError } from '../../src/scanner/credentials.js';
+import { createScannerTransport } from '../../src/scanner/resilience.js';
+import { LogCapture } from '../helpers/harness.js';
+
+const USER = 'svc-Scanner';
+const PASS = 's3cr3t/P+ss word&=ü';
+
+describe('the redactor: every spelling of the credentials', () => {
+  const redact = createRedactor({ user: USER, password: PASS });
+  const basic = Buffer.from(`${USER}:${PASS}`).toString('base64');
+  const spellings: Array<[string, string]> = [
+    ['raw password', PASS],
+    ['raw user', USER],
+    ['upper case', PASS.toUpperCase()],
+    ['lower case user', USER.toLowerCase()],
+    ['Basic header value', `Basic ${basic}`],
+    ['Basic value without padding', basic.replace(/=+$/, '')],
+    ['base64url of user:password', Buffer.from(`${USER}:${PASS}`).toString('base64url')],
+    ['base64 of the password alone', Buffer.from(PASS).toString('base64')],
+    ['URL-encoded', encodeURIComponent(PASS)],
+    ['URL-encoded, lower-case hex', encodeURIComponent(PASS).toLowerCase()],
+    ['form-encoded', new URLSearchParams({ p: PASS }).toString().slice(2)],
+    ['encodeURI', encodeURI(PASS)],
+    ['JSON-escaped', JSON.stringify(PASS).slice(1, -1)],
+    ['hex', Buffer.from(PASS).toString('hex')],
+    ['hex, upper case', Buffer.from(PASS).toString('hex').toUpperCase()],
+  ];
+  for (const [label, spelling] of spellings) {
+    it(`${label}: removed, the text around it kept`, () => {
+      const out = redact(`before ${spelling} after`);
+      assert.ok(out.startsWith('before ') && out.endsWith(' after'), out);
+      assert.ok(out.includes(REDACTED), out);
+      assert.ok(!out.includes(spelling), out);
+    });
+  }
+
+  it('base64 of the password inside a longer encoded text, at each of the three alignments', () => {
+    for (const prefix of ['', 'x', 'xy', '{"password":"']) {
+      const encoded = Buffer.from(`${prefix}${PASS}", "more": 1}`).toString('base64');
+      const out = redact(`blob ${encoded}`);
+      assert.ok(out.includes(REDACTED), `${JSON.stringify(prefix)}: ${out}`);
+      // What is left decodes to at most two characters of the password.
+      const left = out.split(REDACTED).map((part) => Buffer.from(part.replace(/^blob /, ''), 'base64').toString('latin1'));
+      assert.ok(!left.some((t) => t.includes(PASS.slice(0, 3)) || t.includes(PASS.slice(-3))), `${JSON.stringify(prefix)}: ${left.join(' | ')}`);
+    }
+  });
+
+  it('a text cut in the middle of a secret loses the cut tail too', () => {
+    assert.equal(redact(`refused for ${PASS.slice(0, 9)}`), `refused for ${REDACTED}`);
+    assert.equal(redact(`unknown user ${USER.slice(0, 5)}`), `unknown user ${REDACTED}`);
+    // Three characters are too few to tell from ordinary text.
+    assert.equal(redact('ends with svc'), 'ends with svc');
+  });
+
+  it('leaves a text without credentials unchanged; empty credentials redact nothing', () => {
+    const text = 'scanner refused add_image (HTTP 400: bad tag docker.io/library/nginx:1.25)';
+    assert.equal(redact(text), text);
+    assert.equal(createRedactor({ user: '', password: '' })(text), text);
+  });
+
+  it('regular-expression characters in a secret are matched literally', () => {
+    const r = createRedactor({ user: 'a.b', password: '(x|y)*[z]\\d{2}$^' });
+    assert.equal(r('user axb ok'), 'user axb ok');
+    assert.equal(r('user a.b, pass (x|y)*[z]\\d{2}$^ end'), `user ${REDACTED}, pass ${REDACTED} end`);
+  });
+
+  it('scrubError redacts the message and the stack and drops a foreign cause', () => {
+    const cause = new SyntaxError(`Unexpected token in "${PASS}"`);
+    const error = scrubError(new ScannerProtocolError(`scanner said ${PASS}`, { cause }), redact);
+    assert.ok(error instanceof ScannerProtocolError);
+    assert.equal(error.message, `scanner said ${REDACTED}`);
+    assert.equal(error.cause, undefined);
+    assert.ok(!String(error.stack).includes(PASS));
+  });
+});
+
+describe('ANCHORE_CLI_URL: credentials in it are refused, never echoed', () => {
+  for (const url of [`http://${USER}:${encodeURIComponent(PASS)}@anchore:8228/v1`, `https://${USER}@anchore/v2`, 'http://:hunter2hunter2@anchore/']) {
+    it(url.replace(/\/\/.*@/, '//…@'), () => {
+      assert.throws(
+        () => parseConfig({ ANCHORE_CLI_URL: url }, { insecureHttp: true }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.deepEqual(error.problems, [URL_CREDENTIALS_PROBLEM]);
+          assert.ok(!error.message.includes('anchore:') && !error.message.includes('@anchore'), error.message);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('a URL without credentials is taken as it is', () => {
+    assert.equal(parseConfig({ ANCHORE_CLI_URL: 'https://anchore.example:8228/v2' }, { insecureHttp: true }).scanner.url, 'https://anchore.example:8228/v2');
+  });
+});
+
+describe('Basic auth over plain HTTP: warned at start-up unless the host is the loopback', () => {
+  const table: Array<[string, boolean]> = [
+    ['http://anchore.anchore.svc:8228/v1', true],
+    ['http://10.0.0.7:8228', true],
+    ['http://[fd00::7]:8228/v2', true],
+    ['http://127.0.0.1.example.com/v1', true],
+    ['http://localhost:8228/v1', false],
+    ['http://scanner.localhost/v1', false],
+    ['http://127.0.0.1:8228/v1', false],
+    ['http://127.9.8.7/v1', false],
+    ['http://[::1]:8228/v1', false],
+    ['http://[::ffff:127.0.0.1]:8228/v1', false],
+    ['https://anchore.example.com/v2', false],
+  ];
+  for (const [url, warns] of table) {
+    it(`${url}: ${warns ? 'warns' : 'no warning'}`, () => {
+      const warning = plainHttpAuthWarning(url);
+      assert.equal(warning !== undefined, warns, String(warning));
+      if (warning !== undefined) assert.match(warning, new RegExp(`over plain HTTP to ${new URL(url).host.replace(/[.[\]]/g, '\\$&')}: .*use an https:// ANCHORE_CLI_URL`));
+    });
+  }
+
+  it('isLoopbackHost: not fooled by look-alikes', () => {
+    for (const host of ['127.0.0.1.nip.io', 'localhost.example', '128.0.0.1', '::2', '1.127.0.0.1']) assert.equal(isLoopbackHost(host), false, host);
+  });
+
+  it('the composition root logs the warning once, as a warning; a loopback scanner gets none', () => {
+    for (const [url, expected] of [
+      ['http://anchore.invalid:8228/v1', 1],
+      ['http://127.0.0.1:8228/v1', 0],
+    ] as const) {
+      const logs = new LogCapture();
+      // v1: no version probe at start, so nothing is sent anywhere.
+      const config = parseConfig({ ANCHORE_CLI_URL: url, ANCHORE_API_VERSION: 'v1', ANCHORE_CLI_PASS: PASS }, { insecureHttp: true });
+      const scangate = composeScangate(config, { logger: pino({ level: 'info' }, logs) });
+      scangate.scannerTransport.dispose();
+      const lines = logs.lines.filter((l) => String(l['msg']).includes('over plain HTTP'));
+      assert.equal(lines.length, expected, url);
+      if (expected === 1) assert.equal(lines[0]?.['level'], 40);
+      assert.ok(!logs.raw.join('\n').includes(PASS));
+    }
+  });
+});
+
+describe('"scanner rejected the credentials": logged again when refusals start again', () => {
+  it('once per streak of refusals, again after a success, at most once per interval', async () => {
+    let clock = 0;
+    const logs = new LogCapture();
+    const transport = createScannerTransport({
+      requestTimeoutMs: 1000,
+      retryInitialMs: 1,
+      retryMaxMs: 1,
+      retryBudgetMs: 0,
+      breakerFailures: 0,
+      probeIntervalMs: 1000,
+      metrics: createMetrics(),
+      logger: pino({ level: 'info' }, logs),
+      now: () => clock,
+      authLogIntervalMs: 60_000,
+    });
+    const signal = new AbortController().signal;
+    const refused = (): Promise<unknown> =>
+      transport.call('add_image', () => Promise.reject(new ScannerAuthError(401)), { signal }).catch((e: unknown) => e);
+    const accepted = (): Promise<unknown> => transport.call('add_image', () => Promise.resolve('ok'), { signal });
+    const logged = (): number => logs.find('scanner rejected the credentials: check ANCHORE_CLI_USER / ANCHORE_CLI_PASS').length;
+    try {
+      for (let i = 0; i < 5; i += 1) assert.ok((await refused()) instanceof ScannerAuthError);
+      assert.equal(logged(), 1, 'one line for a streak of refusals');
+      await accepted();
+      clock += 10_000;
+      await refused();
+      assert.equal(logged(), 1, 'a new streak within the interval of the last line: not logged yet');
+      clock += 60_000;
+      await refused();
+      assert.equal(logged(), 2, 'that streak, past the interval: logged now');
+      clock += 120_000;
+      await refused();
+      assert.equal(logged(), 2, 'the same streak: not repeated, however long it lasts');
+      await accepted();
+      await refused();
+      assert.equal(logged(), 3, 'refusals start again after a success, past the interval');
+    } finally {
+      transport.dispose();
+    }
+  });
+});

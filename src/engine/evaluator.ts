@@ -9,12 +9,18 @@ import { createScanBudget, type ScanCoordinator } from './scan-coordinator.js';
 
 const LOCAL_RESULTS_MAX = 4096;
 /**
- * Bound of the local-rule memo in bytes. An entry holds the image text about six times over (input,
- * name, path, canonical, familiar, the key) in UTF-16, plus its objects: at most about 6.5 KB for the
- * longest valid reference (MAX_REFERENCE_LENGTH), about 1 KB for a usual one.
+ * Bound of the local-rule memo in bytes. An entry holds the image text about seven times over (input,
+ * name, path, canonical, familiar, the displayed form, the key) in UTF-16, plus its objects: at most
+ * about 7.5 KB for the longest valid reference (MAX_REFERENCE_LENGTH), about 1 KB for a usual one.
  */
 const LOCAL_RESULTS_MAX_BYTES = 4 * 1024 * 1024;
-const localResultBytes = (key: string): number => 12 * key.length + 400;
+const localResultBytes = (key: string): number => 14 * key.length + 450;
+
+/** A memoised local-rule result and the image text as denials and log lines show it. */
+interface LocalMemo {
+  readonly result: LocalResult;
+  readonly display: string;
+}
 
 export interface EvaluationRequest {
   readonly images: readonly ContainerImage[];
@@ -72,23 +78,28 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
   const exempt = new Set(opts.exemptNamespaces);
   // The local rules are a pure function of the image text and fixed settings, and a cluster runs few
   // distinct images: each text is parsed and judged once (bounded; bench/ "cache-hit").
-  const localResults = new LRUCache<string, LocalResult>({
+  // The memo also keeps the image as a log line shows it (escaped: safe-text.ts), so a cache hit
+  // does not escape the same text again on every request.
+  const localResults = new LRUCache<string, LocalMemo>({
     max: LOCAL_RESULTS_MAX,
     maxSize: LOCAL_RESULTS_MAX_BYTES,
     sizeCalculation: (_result, key) => localResultBytes(key),
   });
   const maxImages = opts.maxImagesPerReview ?? 64;
-  const localRules = (image: string): LocalResult => {
+  const localRules = (image: string): LocalMemo => {
     // Longer than the grammar allows: refused before it is parsed, memoised or logged in full.
     if (image.length > MAX_REFERENCE_LENGTH) {
-      return { finding: { kind: 'invalid-reference', error: `longer than the ${MAX_REFERENCE_LENGTH} characters a reference can have` } };
+      return {
+        result: { finding: { kind: 'invalid-reference', error: `longer than the ${MAX_REFERENCE_LENGTH} characters a reference can have` } },
+        display: displayImage(image),
+      };
     }
-    let result = localResults.get(image);
-    if (result === undefined) {
-      result = checkLocalRules(image, opts.rules);
-      localResults.set(image, result);
+    let memo = localResults.get(image);
+    if (memo === undefined) {
+      memo = { result: checkLocalRules(image, opts.rules), display: displayImage(image) };
+      localResults.set(image, memo);
     }
-    return result;
+    return memo;
   };
   return {
     async evaluate(request) {
@@ -107,27 +118,29 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
         if (list === undefined) byImage.set(c.image, [c]);
         else list.push(c);
       }
-      const reports: ImageReport[] = [];
+      // In the order of the review's images (one report per distinct image).
+      const reports: ImageReport[] = new Array<ImageReport>(byImage.size);
       const assessments = await Promise.all(
-        [...byImage].map(async ([image, containers]): Promise<ImageAssessment> => {
-          const { reference, finding } = localRules(image);
+        [...byImage].map(async ([image, containers], index): Promise<ImageAssessment> => {
+          const { result: local, display } = localRules(image);
+          const { reference, finding } = local;
           if (finding !== undefined || reference === undefined) {
-            reports.push({
-              image: displayImage(image),
+            reports[index] = {
+              image: display,
               ...(reference !== undefined ? { canonical: reference.canonical } : {}),
               result: finding?.kind ?? 'invalid-reference',
-            });
+            };
             return { image, containers, ...(reference !== undefined ? { reference } : {}), ...(finding !== undefined ? { local: finding } : {}) };
           }
           const { source, outcome } = await opts.coordinator.lookup(reference, deadlineAt - now(), budget);
-          reports.push({
-            image: displayImage(image),
+          reports[index] = {
+            image: display,
             canonical: reference.canonical,
             cache: source,
             result:
               outcome.kind === 'verdict' ? outcome.verdict.status : outcome.kind === 'timeout' || outcome.kind === 'deferred' ? outcome.kind : 'scanner-error',
             ...(outcome.kind === 'verdict' ? { digest: outcome.verdict.digest } : {}),
-          });
+          };
           return { image, containers, reference, scan: outcome };
         }),
       );
@@ -141,8 +154,6 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
         decisionOptions.rejectIfTimeout && decisionOptions.mode === 'enforce' && decisionOptions.subject !== 'workload' ? 'denied' : 'admitted';
       if (reports.some((r) => r.result === 'timeout')) opts.metrics.deadlineExpiries.inc({ reason: 'timeout', action });
       if (reports.some((r) => r.result === 'scanner-error')) opts.metrics.deadlineExpiries.inc({ reason: 'scanner_error', action });
-      const order = new Map([...byImage.keys()].map((k, i) => [displayImage(k), i]));
-      reports.sort((a, b) => (order.get(a.image) ?? 0) - (order.get(b.image) ?? 0));
       return { decision, exempt: false, images: reports };
     },
   };

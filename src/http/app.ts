@@ -61,6 +61,12 @@ const LOG_MAX_FIELD_CHARS = 256;
 /** Longest `?timeout=` spelling memoised (a Go duration the API server writes is a few characters). */
 const MEMO_MAX_TIMEOUT_CHARS = 32;
 
+function cacheCounts(images: Evaluation['images']): { hit: number; miss: number; shared: number } {
+  const counts = { hit: 0, miss: 0, shared: 0 };
+  for (const image of images) if (image.cache !== undefined) counts[image.cache] += 1;
+  return counts;
+}
+
 function resultOf(evaluation: Evaluation, mode: Mode): 'allowed' | 'denied' | 'warned' | 'exempt' {
   if (evaluation.exempt) return 'exempt';
   if (!evaluation.decision.allowed) return 'denied';
@@ -183,7 +189,8 @@ export function createApp(opts: AppOptions): Koa {
     const glass = used !== undefined && breakGlass !== undefined && breakGlass.kind !== 'none' ? { outcome: used, user: breakGlass.user, reason: breakGlass.reason } : undefined;
     const auditAnnotations = auditAnnotationsOf({
       decision: result,
-      images: evaluation.images.map((i) => ({ image: i.image, result: i.result, ...(i.digest !== undefined ? { digest: i.digest } : {}) })),
+      // An ImageReport is an AuditImage (image, result, digest): no copy on the hot path.
+      images: evaluation.images,
       ...(glass !== undefined ? { breakGlass: glass } : {}),
     });
     if (glass !== undefined) {
@@ -214,14 +221,9 @@ export function createApp(opts: AppOptions): Koa {
         allowed: evaluation.decision.allowed,
         result,
         ...(evaluation.decision.message !== '' ? { reasons: evaluation.decision.message } : {}),
-        cache: {
-          hit: evaluation.images.filter((i) => i.cache === 'hit').length,
-          miss: evaluation.images.filter((i) => i.cache === 'miss').length,
-          shared: evaluation.images.filter((i) => i.cache === 'shared').length,
-        },
+        cache: cacheCounts(evaluation.images),
         budgetMs: deadline.budgetMs,
         durationMs: Math.round(durationMs * 100) / 100,
-        auditAnnotations,
       },
       'decision',
     );

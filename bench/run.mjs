@@ -2,7 +2,8 @@
  * scangate's benchmarks, all in one run on one machine, loopback only, each bounded in count and time.
  * Prints one Markdown table per scenario, with ratios against a baseline where there is one.
  *
- *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory,breaker] [--out FILE]
+ *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory,breaker,hostile] [--out FILE]
+ *   node run.mjs --only cache-hit-compare --compare OTHER/dist/src/main.js   (an earlier build, side by side)
  *
  * Needs the compiled scangate (`make build`: ../dist/src/main.js) and openssl.
  */
@@ -10,11 +11,13 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
 
-const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker'];
+const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker', 'hostile'];
+// Run only when asked for (--only), with --compare: it needs a second, earlier build.
+const ON_REQUEST = ['cache-hit-compare'];
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' } } });
+const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' }, compare: { type: 'string' } } });
 const only = values.only?.split(',') ?? SCENARIOS;
-for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario ${name}; known: ${SCENARIOS.join(', ')}`);
+for (const name of only) if (![...SCENARIOS, ...ON_REQUEST].includes(name)) throw new Error(`unknown scenario ${name}; known: ${[...SCENARIOS, ...ON_REQUEST].join(', ')}`);
 if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run "make build" first`);
 
 const m = machine();
@@ -38,7 +41,7 @@ try {
     const t0 = Date.now();
     process.stderr.write(`running ${name}...\n`);
     const scenario = await import(`./scenarios/${name}.mjs`);
-    const r = await scenario.run({ work, tls, quick: values.quick === true });
+    const r = await scenario.run({ work, tls, quick: values.quick === true, ...(values.compare !== undefined ? { compare: values.compare } : {}) });
     const text = [`## ${r.title}`, '', r.table, '', ...(r.extra !== undefined ? [r.extra, ''] : []), ...r.targets.map((t) => `- target: ${t}`), ...r.notes.map((n) => `- ${n}`), `- (${((Date.now() - t0) / 1000).toFixed(0)} s)`, ''].join('\n');
     sections.push(text);
     process.stdout.write(`${text}\n`);

@@ -128,12 +128,15 @@ function startChild(args, env, logFile) {
  * `scangate scanner-sim` on a free port with the bench data; admin helpers over its /_sim routes.
  * `api`: 'v1' (url `.../v1`) or 'v2' (Anchore Enterprise 5, v2 only; url is the bare origin, so
  * scangate detects the API as with its default settings). `port`: listen there instead of on a free
- * port (the breaker benchmark brings a scanner back on the port scangate was refused on).
+ * port (the breaker benchmark brings a scanner back on the port scangate was refused on). `mainJs`: the
+ * simulator of another build (the cache-hit comparison runs each build against its own).
  */
-export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1', port: fixedPort } = {}) {
+export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1', port: fixedPort, mainJs = MAIN_JS } = {}) {
   const port = fixedPort ?? (await freePort());
+  // An earlier build's simulator (mainJs) may predate `--api`; it spoke v1 only.
+  const apiArgs = mainJs === MAIN_JS || api !== 'v1' ? ['--api', api] : [];
   const proc = startChild(
-    [MAIN_JS, 'scanner-sim', '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs), '--api', api],
+    [mainJs, 'scanner-sim', '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs), ...apiArgs],
     {},
     join(work.dir, `simulator-${api}-${port}.log`),
   );
@@ -157,12 +160,13 @@ export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1', po
 
 /**
  * `scangate serve` over HTTPS on a free port; its JSON log goes to a file, as a container's stdout
- * would. `nodeArgs` go before the script (e.g. --inspect for the memory benchmark).
+ * would. `nodeArgs` go before the script (e.g. --inspect for the memory benchmark); `mainJs` is another
+ * build of scangate (the cache-hit comparison against an earlier commit).
  */
-export async function startScangate(work, tls, env, name = 'scangate', nodeArgs = []) {
+export async function startScangate(work, tls, env, name = 'scangate', nodeArgs = [], mainJs = MAIN_JS) {
   const port = await freePort();
   const proc = startChild(
-    [...nodeArgs, MAIN_JS, 'serve', '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile],
+    [...nodeArgs, mainJs, 'serve', '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile],
     { ANCHORE_CLI_PASS: 'foobar', ...env },
     join(work.dir, `${name}-${port}.log`),
   );

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks charts/scangate: `helm lint --strict` and `helm template` with every value set in
 # charts/scangate/ci/ (defaults, existing Secret, cert-manager with its own CA or a cluster issuer, warn
-# mode with every knob moved), a values-less render that must refuse (scanner.url is required), and a
+# mode with every knob moved, the NetworkPolicy), a values-less render that must refuse (scanner.url is
+# required) and so must a NetworkPolicy without peers, and a
 # server-side dry run of every rendered object (`kubectl apply --dry-run=server`) against the API server
 # of the current kubectl context. For the cert-manager sets, cert-manager's CRDs (from its Go module,
 # CERT_MANAGER_VERSION) are installed first, so Certificates and Issuers are checked against their real
@@ -50,6 +51,21 @@ elif [[ "$out" != *"scanner.url is required"* ]]; then
   fail "helm template without scanner.url failed for another reason: $out"
 else
   log "template without scanner.url: refused (scanner.url is required)"
+fi
+
+# A NetworkPolicy with no peer would admit no connection (and, with failurePolicy Fail, no pod): refused.
+if out=$("$HELM" template scangate "$CHART" --set scanner.url=https://anchore.example.com/v2 --set networkPolicy.enabled=true 2>&1); then
+  fail "helm template with networkPolicy.enabled and no networkPolicy.from rendered; it must fail"
+elif [[ "$out" != *"networkPolicy.from is required"* ]]; then
+  fail "helm template with networkPolicy.enabled and no peer failed for another reason: $out"
+else
+  log "template with networkPolicy.enabled and no peer: refused (networkPolicy.from is required)"
+fi
+if ! grep -q '^kind: NetworkPolicy' "$tmp/network-policy.yaml"; then
+  fail "ci/network-policy-values.yaml renders no NetworkPolicy"
+fi
+if grep -q '^kind: NetworkPolicy' "$tmp/default.yaml"; then
+  fail "the default values render a NetworkPolicy (it must be asked for: networkPolicy.enabled)"
 fi
 
 # --- server-side dry run ------------------------------------------------------------------------------

@@ -249,11 +249,13 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
 
   scenario('1. check-chart.sh: lint --strict clean, every value set renders and passes server-side dry run', async () => {
     const r = await cluster.script('check-chart.sh');
-    for (const set of ['default', 'existing-secret', 'cert-manager', 'cert-manager-issuer', 'warn-mode']) {
+    for (const set of ['default', 'existing-secret', 'cert-manager', 'cert-manager-issuer', 'warn-mode', 'network-policy']) {
       assert.match(r.stderr, new RegExp(`lint --strict ${set}: clean`));
       assert.match(r.stderr, new RegExp(`dry-run=server ${set}: accepted \\(\\d+ objects\\)`));
     }
     assert.match(r.stderr, /template without scanner\.url: refused/);
+    assert.match(r.stderr, /template with networkPolicy\.enabled and no peer: refused/);
+    assert.doesNotMatch(r.stderr, /FAIL: /);
 
     // The same checks refuse what is wrong: a value outside the schema fails lint; an object the API
     // server would reject (a Service port that is not a number) fails the dry run.

@@ -246,11 +246,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     setting: opts.apiVersion ?? 'auto',
     probe: async (signal) => {
       const answer = await transport.once('version', (s) => call('version', { method: 'GET', url: endpoint.versionUrl }, s, VERSION_ANSWERS), signal);
-      try {
-        return readVersionAnswer(answer.status, answer.body);
-      } catch (error) {
-        throw scrubError(error, redact);
-      }
+      // Its errors are scangate's own texts (a status), never the scanner's.
+      return readVersionAnswer(answer.status, answer.body);
     },
     logger: opts.logger,
     retryInitialMs: Math.max(opts.pollInitialMs, 500),

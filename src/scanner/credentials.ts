@@ -79,12 +79,19 @@ export function createRedactor(credentials: { readonly user: string; readonly pa
   };
 }
 
+/** Errors already scrubbed: an error passes several layers of the client, each of which scrubs. */
+const scrubbed = new WeakSet<Error>();
+
 /**
  * The same error with its message redacted and its cause dropped (a cause may be an axios error that
- * holds the request config, auth included, or a JSON error that quotes the scanner's body).
+ * holds the request config, auth included, or a JSON error that quotes the scanner's body). Once per
+ * error: a second call returns it untouched (redacting `[redacted]` again could mangle it when a
+ * secret is a piece of that word).
  */
 export function scrubError<E>(error: E, redact: Redactor): E {
   if (!(error instanceof Error)) return new ScangateError('SCANGATE_ERR_INTERNAL', redact(String(error))) as E;
+  if (scrubbed.has(error)) return error;
+  scrubbed.add(error);
   error.message = redact(error.message);
   if ('cause' in error && !(error.cause instanceof ScangateError)) delete error.cause;
   else if (error.cause instanceof ScangateError) scrubError(error.cause, redact);

@@ -84,6 +84,13 @@ describe('the redactor: every spelling of the credentials', () => {
     assert.equal(error.cause, undefined);
     assert.ok(!String(error.stack).includes(PASS));
   });
+
+  it('scrubError works once per error: a second pass does not redact the redaction', () => {
+    const r = createRedactor({ user: 'act', password: '' });
+    const error = scrubError(new ScannerProtocolError('account act unknown'), r);
+    assert.equal(error.message, `account ${REDACTED} unknown`);
+    assert.equal(scrubError(error, r).message, `account ${REDACTED} unknown`);
+  });
 });
 
 describe('ANCHORE_CLI_URL: credentials in it are refused, never echoed', () => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { normaliseRegistry } from './policy/local-rules.js';
+import { MAX_SECRET_LENGTH } from './scanner/credentials.js';
 import { API_VERSION_SETTINGS, urlVersionProblem, type ApiVersionSetting } from './scanner/api-version.js';
 import { NAMESPACE_MODES, type NamespaceMode } from './policy/mode.js';
 
@@ -155,8 +156,11 @@ const schema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(0, 300_000),
   ANCHORE_CLI_URL: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://anchore.example:8228/v1' }),
   ANCHORE_API_VERSION: z.enum(API_VERSION_SETTINGS as [ApiVersionSetting, ...ApiVersionSetting[]], { error: 'expected auto, v1 or v2' }),
-  ANCHORE_CLI_USER: z.string().min(1, { error: 'must not be empty' }),
-  ANCHORE_CLI_PASS: z.string(),
+  ANCHORE_CLI_USER: z
+    .string()
+    .min(1, { error: 'must not be empty' })
+    .max(MAX_SECRET_LENGTH, { error: `must be at most ${MAX_SECRET_LENGTH} characters` }),
+  ANCHORE_CLI_PASS: z.string().max(MAX_SECRET_LENGTH, { error: `must be at most ${MAX_SECRET_LENGTH} characters` }),
   ANCHORE_POLICY_ID: optional,
   ANCHORE_ACCOUNT: optional,
   ANCHORE_INSECURE_SKIP_TLS_VERIFY: bool,
@@ -241,7 +245,7 @@ export function parseConfig(
     for (const issue of parsed.error.issues) {
       const key = String(issue.path[0] ?? '?');
       // Never echo a secret back, even when it is malformed.
-      const message = key === 'ANCHORE_CLI_PASS' ? 'invalid value' : issue.message;
+      const message = key === 'ANCHORE_CLI_PASS' && issue.code !== 'too_big' ? 'invalid value' : issue.message;
       problems.push(`${key}: ${message}`);
     }
   }

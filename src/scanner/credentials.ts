@@ -11,6 +11,13 @@ export type Redactor = (text: string) => string;
 
 export const REDACTED = '[redacted]';
 
+/**
+ * Longest user or password the redactor takes (ANCHORE_CLI_USER / ANCHORE_CLI_PASS are refused at
+ * start above it). Its one pattern holds every spelling of both; at this length V8 compiles it in
+ * under 0.25 s, and some ten times longer it fails to compile at all (bench/ figures in the tests).
+ */
+export const MAX_SECRET_LENGTH = 1024;
+
 /** Shortest tail of a secret that is still removed when a text was cut in the middle of it. */
 const MIN_CUT_TAIL = 4;
 /** Shortest base64 run, of a secret inside a longer encoded text, worth removing. */
@@ -45,8 +52,9 @@ export function secretSpellings(secret: string): string[] {
   return [
     secret,
     JSON.stringify(secret).slice(1, -1),
-    encodeURIComponent(secret),
-    encodeURI(secret),
+    // Both throw on a lone surrogate: given the text as UTF-8 carries it (U+FFFD), as URLSearchParams does.
+    encodeURIComponent(bytes.toString('utf8')),
+    encodeURI(bytes.toString('utf8')),
     new URLSearchParams({ s: secret }).toString().slice(2),
     b64,
     b64.replace(/=+$/, ''),
@@ -54,6 +62,19 @@ export function secretSpellings(secret: string): string[] {
     ...base64Cores(bytes),
     bytes.toString('hex'),
   ];
+}
+
+/**
+ * The length of the longest tail of `text` that is the start (MIN_CUT_TAIL to n-1 characters) of
+ * `secret`, both lower-cased; 0 when there is none. Plain string compares, not a regular expression:
+ * a pattern of every prefix grows with the square of a long token's length (V8 runs out of memory
+ * compiling it for a 4 KB secret).
+ */
+function cutTailLength(lowerText: string, lowerSecret: string): number {
+  for (let k = Math.min(lowerSecret.length - 1, lowerText.length); k >= MIN_CUT_TAIL; k -= 1) {
+    if (lowerText.endsWith(lowerSecret.slice(0, k))) return k;
+  }
+  return 0;
 }
 
 /**
@@ -65,17 +86,24 @@ export function secretSpellings(secret: string): string[] {
 export function createRedactor(credentials: { readonly user: string; readonly password: string }): Redactor {
   const secrets = [credentials.user, credentials.password].filter((s) => s !== '');
   if (secrets.length === 0) return (text) => text;
+  // Never a message with the secret in it: a compile error would quote the whole pattern.
+  if (secrets.some((s) => s.length > MAX_SECRET_LENGTH)) {
+    throw new ScangateError('SCANGATE_ERR_CONFIG', `scanner user and password must be at most ${MAX_SECRET_LENGTH} characters`);
+  }
   const whole = credentials.password === '' ? [] : [`${credentials.user}:${credentials.password}`];
   const spellings = [...new Set([...whole, ...secrets].flatMap(secretSpellings))].sort((a, b) => b.length - a.length);
   const anywhere = new RegExp(spellings.map(escapeRegExp).join('|'), 'giu');
+  // V8 compiles a pattern on its first use: here, at start-up, rather than in the first scan's error path.
+  anywhere.test('');
   // The tails a cut can leave: the first 4..n-1 characters of a raw secret at the very end.
-  const tails = secrets
-    .flatMap((s) => Array.from({ length: Math.max(0, s.length - MIN_CUT_TAIL) }, (_, i) => s.slice(0, s.length - 1 - i)))
-    .filter((t) => t.length >= MIN_CUT_TAIL);
-  const cutTail = tails.length > 0 ? new RegExp(`(?:${tails.map(escapeRegExp).join('|')})$`, 'iu') : undefined;
+  const lowerSecrets = secrets.filter((s) => s.length > MIN_CUT_TAIL).map((s) => s.toLowerCase());
   return (text) => {
     const out = text.replace(anywhere, REDACTED);
-    return cutTail === undefined ? out : out.replace(cutTail, REDACTED);
+    const lower = out.toLowerCase();
+    // toLowerCase keeps the length for all but a few non-ASCII letters; then the tail is left alone.
+    if (lower.length !== out.length) return out;
+    const cut = Math.max(0, ...lowerSecrets.map((s) => cutTailLength(lower, s)));
+    return cut > 0 ? out.slice(0, out.length - cut) + REDACTED : out;
   };
 }
 

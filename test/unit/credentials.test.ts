@@ -10,7 +10,7 @@ import { composeScangate } from '../../src/composition.js';
 import { parseConfig, URL_CREDENTIALS_PROBLEM } from '../../src/config.js';
 import { ConfigError, ScannerAuthError, ScannerProtocolError } from '../../src/errors.js';
 import { createMetrics } from '../../src/observability/metrics.js';
-import { createRedactor, isLoopbackHost, plainHttpAuthWarning, REDACTED, scrubError } from '../../src/scanner/credentials.js';
+import { createRedactor, isLoopbackHost, MAX_SECRET_LENGTH, plainHttpAuthWarning, REDACTED, scrubError } from '../../src/scanner/credentials.js';
 import { createScannerTransport } from '../../src/scanner/resilience.js';
 import { LogCapture } from '../helpers/harness.js';
 
@@ -85,6 +85,20 @@ describe('the redactor: every spelling of the credentials', () => {
     assert.ok(!String(error.stack).includes(PASS));
   });
 
+  it('secrets up to MAX_SECRET_LENGTH, of any characters, are redacted, cut tails too; longer ones are refused without being repeated', () => {
+    for (const ch of ['x', 'ü', '"', '😀']) {
+      const secret = ch.repeat(MAX_SECRET_LENGTH / ch.length);
+      const r = createRedactor({ user: secret, password: secret.split('').reverse().join('') });
+      assert.equal(r(`a ${secret} b`), `a ${REDACTED} b`, JSON.stringify(ch));
+      assert.equal(r(`cut ${secret.slice(0, 600)}`), `cut ${REDACTED}`, JSON.stringify(ch));
+    }
+    const long = 'L'.repeat(MAX_SECRET_LENGTH + 1);
+    assert.throws(
+      () => createRedactor({ user: 'u', password: long }),
+      (error: unknown) => error instanceof Error && !error.message.includes('LLLL') && /at most 1024 characters/.test(error.message),
+    );
+  });
+
   it('scrubError works once per error: a second pass does not redact the redaction', () => {
     const r = createRedactor({ user: 'act', password: '' });
     const error = scrubError(new ScannerProtocolError('account act unknown'), r);
@@ -107,6 +121,15 @@ describe('ANCHORE_CLI_URL: credentials in it are refused, never echoed', () => {
       );
     });
   }
+
+  it('a user or password longer than MAX_SECRET_LENGTH is refused, and not repeated', () => {
+    for (const env of [{ ANCHORE_CLI_USER: 'U'.repeat(MAX_SECRET_LENGTH + 1) }, { ANCHORE_CLI_PASS: 'P'.repeat(MAX_SECRET_LENGTH + 1) }]) {
+      assert.throws(
+        () => parseConfig(env, { insecureHttp: true }),
+        (error: unknown) => error instanceof ConfigError && /must be at most 1024 characters/.test(error.message) && !/UUUU|PPPP/.test(error.message),
+      );
+    }
+  });
 
   it('a URL without credentials is taken as it is', () => {
     assert.equal(parseConfig({ ANCHORE_CLI_URL: 'https://anchore.example:8228/v2' }, { insecureHttp: true }).scanner.url, 'https://anchore.example:8228/v2');

@@ -1,5 +1,6 @@
 import type Koa from 'koa';
 import type { Logger } from 'pino';
+import type { ServerOptions } from './http/server.js';
 import { createVerdictCache, type VerdictCache } from './cache/verdict-cache.js';
 import type { Config } from './config.js';
 import { createEvaluator, type Evaluator } from './engine/evaluator.js';
@@ -21,6 +22,8 @@ export interface Scangate {
   readonly scannerTransport: ScannerTransport;
   readonly state: AppState;
   readonly app: Koa;
+  /** What the server reports about MAX_CONNECTIONS (ServerOptions), counted and logged. */
+  readonly connectionEvents: Required<Pick<ServerOptions, 'onConnectionDropped' | 'onConnectionPreempted'>>;
 }
 
 export interface ComposeOptions {
@@ -102,5 +105,15 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
       : {}),
     ...clock,
   });
-  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, app };
+  // What the server (http/server.ts) reports about MAX_CONNECTIONS, for main and the test harness alike.
+  const connectionEvents = {
+    onConnectionDropped: (): void => {
+      metrics.overloadRefusals.inc({ reason: 'connections' });
+    },
+    onConnectionPreempted: (peer: string): void => {
+      metrics.overloadRefusals.inc({ reason: 'connections_preempted' });
+      opts.logger.warn({ peer }, 'connection closed to make room for a client holding fewer (MAX_CONNECTIONS)');
+    },
+  };
+  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, app, connectionEvents };
 }

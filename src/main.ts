@@ -73,9 +73,7 @@ async function serve(argv: string[]): Promise<number> {
       : {}),
     logger,
     maxConnections: config.server.maxConnections,
-    onConnectionDropped: () => {
-      scangate.metrics.overloadRefusals.inc({ reason: 'connections' });
-    },
+    ...scangate.connectionEvents,
   });
   scangate.state.ready = true;
   logger.info(

@@ -9,8 +9,12 @@
  *     with annotations), back to back on 8 connections: JSON.parse of 4 MiB on the event loop;
  *   - a 64-image review (MAX_IMAGES_PER_REVIEW, every image cached) back to back on 8 connections: the
  *     longest decision and message a review can ask for;
- *   - stalled uploads: 64 connections announcing 4 MiB and sending 1 MiB, then nothing (they hold the
- *     MAX_INFLIGHT_BODY_BYTES budget until the 15 s request timeout).
+ *   - stalled uploads: 64 connections announcing 4 MiB and sending 1 MiB, then nothing, each reopened
+ *     when scangate closes it: they would hold the MAX_INFLIGHT_BODY_BYTES budget until the 15 s request
+ *     timeout, but the budget is shared fairly between client addresses (src/http/fair-share.ts), so
+ *     the victim's reviews cut an upload of the attacker's address to get in;
+ *   - the same from the victim's own address (one NAT or proxy in front of every client): fair sharing
+ *     cannot tell them apart, and the victim's 503s are the figure (the limit docs/SECURITY.md states).
  *
  * Reported per phase: the victim's p50 / p99 / max, its answers other than 200 (a 503 is the designed
  * answer while the body budget is spent), the attacker's answers, and scangate's peak heap and RSS.
@@ -25,6 +29,8 @@ import { int, mib, ms, table, verdict } from '../lib/stats.mjs';
 export const title = '7. A hostile tenant beside cache hits: event loop and heap under attack';
 
 const MAX_BODY = 4 * 1024 * 1024;
+/** The attacker's pod: another address than the victim's (the API server's), 127.0.0.1. */
+const ATTACKER = '127.0.0.2';
 
 /** A valid pod review of `images`, padded with annotations to about `bytes`. */
 function paddedReview(images, bytes) {
@@ -40,9 +46,9 @@ function paddedReview(images, bytes) {
   return JSON.stringify(review);
 }
 
-/** Sends `body` back to back on `connections` keep-alive connections until `stop`; counts answers. */
+/** Sends `body` back to back on `connections` keep-alive connections (from ATTACKER) until `stop`; counts answers. */
 function flood(url, ca, body, connections, stop) {
-  const agent = new https.Agent({ keepAlive: true, maxSockets: connections, ca });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: connections, ca, localAddress: ATTACKER });
   const counts = {};
   const loop = async () => {
     while (!stop.stopped) {
@@ -54,23 +60,44 @@ function flood(url, ca, body, connections, stop) {
   return { counts, done };
 }
 
-/** Opens `connections` TLS connections that announce `announced` bytes, send `sent`, then stall. */
-async function stall(port, ca, connections, announced, sent) {
-  const sockets = [];
+/**
+ * Keeps `connections` TLS connections from `localAddress` open that announce `announced` bytes, send
+ * `sent`, then stall; one that scangate closes (refused, or cut to make room for another client) is
+ * opened again 50 ms later, as a persistent attacker would, until `close()`.
+ */
+function stall(port, ca, connections, announced, sent, localAddress) {
+  const sockets = new Set();
   const statuses = {};
-  for (let i = 0; i < connections; i++) {
-    const socket = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
+  let stopped = false;
+  const open = () => {
+    if (stopped) return;
+    const socket = tls.connect({ host: '127.0.0.1', port, localAddress, ca, servername: 'localhost' });
+    sockets.add(socket);
     socket.on('error', () => undefined);
     socket.on('data', (d) => {
       const status = /^HTTP\/1\.1 (\d+)/.exec(String(d))?.[1] ?? 'data';
       statuses[status] = (statuses[status] ?? 0) + 1;
     });
-    await new Promise((resolve) => socket.once('secureConnect', resolve).once('error', resolve));
-    socket.write(`POST /validate?timeout=10s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${announced}\r\n\r\n`);
-    socket.write(Buffer.alloc(sent, 0x20));
-    sockets.push(socket);
-  }
-  return { statuses, close: () => sockets.forEach((s) => s.destroy()) };
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (!stopped) {
+        statuses.reopened = (statuses.reopened ?? 0) + 1;
+        setTimeout(open, 50);
+      }
+    });
+    socket.once('secureConnect', () => {
+      socket.write(`POST /validate?timeout=10s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${announced}\r\n\r\n`);
+      socket.write(Buffer.alloc(sent, 0x20));
+    });
+  };
+  for (let i = 0; i < connections; i++) open();
+  return {
+    statuses,
+    close: () => {
+      stopped = true;
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 export async function run({ work, tls: certs, quick }) {
@@ -83,6 +110,8 @@ export async function run({ work, tls: certs, quick }) {
   const manyBody = podReview(Array.from({ length: 64 }, (_, i) => PASSING_IMAGES[i % PASSING_IMAGES.length]));
   const rows = [];
   const findings = [];
+  /** Phases whose attacker shares the victim's address: reported, not held to "the victim answered". */
+  const sameAddress = new Set();
   try {
     for (const body of [victimBody, podReview(PASSING_IMAGES)]) {
       const primed = await fetchText(url, { method: 'POST', body, ca: certs.ca });
@@ -109,9 +138,18 @@ export async function run({ work, tls: certs, quick }) {
         },
       ],
       [
-        '64 stalled uploads (4 MiB announced, 1 MiB sent)',
+        `64 stalled uploads from ${ATTACKER}, reopened when closed (4 MiB announced, 1 MiB sent)`,
         async () => {
-          const s = await stall(Number(new URL(scangate.url).port), certs.ca, 64, MAX_BODY, 1024 * 1024);
+          const s = stall(Number(new URL(scangate.url).port), certs.ca, 64, MAX_BODY, 1024 * 1024, ATTACKER);
+          return { stop: async () => (s.close(), s.statuses) };
+        },
+      ],
+      [
+        // Behind one NAT or proxy every client has one address, and fair sharing cannot tell them apart.
+        '64 stalled uploads from the victim\'s own address, 127.0.0.1',
+        async () => {
+          sameAddress.add('64 stalled uploads from the victim\'s own address, 127.0.0.1');
+          const s = stall(Number(new URL(scangate.url).port), certs.ca, 64, MAX_BODY, 1024 * 1024, '127.0.0.1');
           return { stop: async () => (s.close(), s.statuses) };
         },
       ],
@@ -154,18 +192,19 @@ export async function run({ work, tls: certs, quick }) {
   // A phase whose victim was refused (503: the body budget spent) is reported, not timed.
   const answered = findings.filter((f) => !f.refused);
   const worstMax = Math.max(...answered.map((f) => f.max));
-  const refused = findings.filter((f) => f.refused).map((f) => f.label);
+  const refused = findings.filter((f) => f.refused && !sameAddress.has(f.label)).map((f) => f.label);
   const worstHeap = Math.max(...findings.map((f) => f.peakHeap));
   return {
     title,
     table: table(['attack', 'victim answers', 'victim p50 / p99 / max', 'victim answers not 200', "attacker's answers", 'peak heap used', 'peak RSS'], rows),
     targets: [
       `no victim cache hit past its deadline (9 s at timeout=10s), where the victim was answered: worst ${ms(worstMax, 1)}: ${verdict(worstMax < 9000)}`,
-      `the victim answered under every attack: ${refused.length === 0 ? 'yes' : `no, refused (503) during: ${refused.join('; ')}`}: ${verdict(refused.length === 0)}`,
+      `the victim answered under every attack from another address: ${refused.length === 0 ? 'yes' : `no, refused (503) during: ${refused.join('; ')}`}: ${verdict(refused.length === 0)}`,
       `heap within --max-old-space-size=384 under every attack: peak ${mib(worstHeap)}: ${verdict(worstHeap < 384 * 2 ** 20)}`,
     ],
     notes: [
       `${durationS} s of victim load per phase (autocannon, 4 connections, 1-container cache-hit review), the attack running from 0.5 s before it to its end; heap (scangate_nodejs_heap_size_used_bytes on /metrics) and RSS sampled every 250 ms.`,
+      `the attacker connects from ${ATTACKER} and the victim from 127.0.0.1 (two clients to scangate), except in the last phase.`,
       'scangate started with --max-old-space-size=384 as in the chart, default settings otherwise (MAX_BODY_BYTES 4 MiB, MAX_INFLIGHT_BODY_BYTES 32 MiB, MAX_CONNECTIONS 512, request timeout 15 s).',
     ],
   };

@@ -19,7 +19,8 @@ import type { Endpoint, Metrics } from '../observability/metrics.js';
 import { selectMode, type ModeSettings } from '../policy/mode.js';
 import { displayText } from '../policy/safe-text.js';
 import type { ContainerImage, Mode } from '../policy/types.js';
-import { createBodyBudget, readJsonBody, type BodyBudget, type BodyHold } from './read-json-body.js';
+import { createFairShare, peerOf } from './fair-share.js';
+import { readJsonBody, type BodyBudget, type BodyHold } from './read-json-body.js';
 
 export interface AppState {
   /** False before start-up completes and from the moment shutdown begins. */
@@ -105,14 +106,21 @@ export function createApp(opts: AppOptions): Koa {
     if (!opts.state.ready) headers['connection'] = 'close';
     ctx.res.writeHead(200, headers).end(body);
   };
-  const bodyBudget: BodyBudget = createBodyBudget(opts.maxInflightBodyBytes ?? Number.MAX_SAFE_INTEGER);
+  const bodyBudget: BodyBudget = createFairShare<BodyHold>(opts.maxInflightBodyBytes ?? Number.MAX_SAFE_INTEGER, (hold, bytes) => {
+    opts.metrics.overloadRefusals.inc({ reason: 'body_bytes_preempted' });
+    opts.logger.warn({ peer: hold.peer, bytes }, 'upload cut to make room for a client holding less (MAX_INFLIGHT_BODY_BYTES)');
+  });
   /** Reads the body within MAX_BODY_BYTES and the process' body budget, held until the answer is sent. */
   const readBody = (ctx: Koa.Context): Promise<unknown> => {
     const hold: BodyHold = {
-      bytes: 0,
-      release() {
-        bodyBudget.give(this.bytes);
-        this.bytes = 0;
+      peer: peerOf(ctx.req.socket),
+      uploading: true,
+      preemptible: () => hold.uploading,
+      preempt: () => {
+        ctx.req.destroy();
+      },
+      release: () => {
+        bodyBudget.release(hold);
       },
     };
     ctx.state['bodyHold'] = hold;

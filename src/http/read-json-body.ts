@@ -1,46 +1,26 @@
 import type { IncomingMessage } from 'node:http';
 import { BadRequestError, OverloadedError } from '../errors.js';
+import type { Claim, FairShare } from './fair-share.js';
 
 /**
- * Bytes of request bodies held at once by the whole process (MAX_INFLIGHT_BODY_BYTES): a body's bytes
- * are taken as they arrive (or all at once when Content-Length announces them) and given back when its
- * request has been answered, since the parsed body lives until then. Slow or stalled uploads, and
- * requests waiting for scans, therefore cannot hold more of the heap than this, however many connections.
+ * Bytes of request bodies held at once by the whole process (MAX_INFLIGHT_BODY_BYTES), shared fairly
+ * between peers (fair-share.ts): a body's bytes are taken as they arrive (or all at once when
+ * Content-Length announces them) and given back when its request has been answered, since the parsed
+ * body lives until then. Slow or stalled uploads, and requests waiting for scans, therefore cannot hold
+ * more of the heap than this, however many connections; and an upload still arriving can be cut to make
+ * room for a peer that holds less, so one client's stalled uploads do not shut out the API server.
  */
-export interface BodyBudget {
-  readonly maxBytes: number;
-  readonly usedBytes: number;
-  /** Takes `bytes`, or returns false (and takes nothing) when they do not fit. */
-  take(bytes: number): boolean;
-  give(bytes: number): void;
-}
-
-export function createBodyBudget(maxBytes: number): BodyBudget {
-  let used = 0;
-  return {
-    maxBytes,
-    get usedBytes() {
-      return used;
-    },
-    take(bytes) {
-      if (used + bytes > maxBytes) return false;
-      used += bytes;
-      return true;
-    },
-    give(bytes) {
-      used = Math.max(0, used - bytes);
-    },
-  };
-}
+export type BodyBudget = FairShare<BodyHold>;
 
 /** What a request holds of the budget; `release` is idempotent and must run once it is answered. */
-export interface BodyHold {
-  bytes: number;
+export interface BodyHold extends Claim {
+  /** True until the body's last byte has arrived: only then can the hold be cut for another peer. */
+  uploading: boolean;
   release(): void;
 }
 
 function overloaded(budget: BodyBudget): OverloadedError {
-  return new OverloadedError(`scangate is reading ${budget.maxBytes} bytes of request bodies already (MAX_INFLIGHT_BODY_BYTES); retry`, 'body_bytes');
+  return new OverloadedError(`scangate is reading ${budget.capacity} bytes of request bodies already (MAX_INFLIGHT_BODY_BYTES); retry`, 'body_bytes');
 }
 
 /**
@@ -55,9 +35,7 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number, budge
   }
   const take = (bytes: number): boolean => {
     if (budget === undefined || hold === undefined) return true;
-    if (!budget.take(bytes)) return false;
-    hold.bytes += bytes;
-    return true;
+    return budget.take(hold, bytes);
   };
   // Announced bodies take their whole size up front, so a refusal comes before any byte is read.
   const announced = Number.isFinite(declared) && declared > 0 ? declared : 0;
@@ -94,6 +72,7 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number, budge
     let ended = false;
     req.once('end', () => {
       ended = true;
+      if (hold !== undefined) hold.uploading = false;
       resolve();
     });
     req.once('error', reject);

@@ -1,10 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type Koa from 'koa';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
+import { createFairShare, peerOf, type Claim } from './fair-share.js';
 
 export interface ServerOptions {
   readonly host: string;
@@ -12,10 +13,21 @@ export interface ServerOptions {
   /** Absent only for plain HTTP (an explicit local-use switch). */
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly reloadIntervalMs: number };
   readonly logger: Logger;
-  /** Bound of open connections (MAX_CONNECTIONS): past it, a new connection is closed at once. */
+  /**
+   * Bound of open connections (MAX_CONNECTIONS), shared fairly between peers (fair-share.ts): past it a
+   * new connection closes one of a peer holding more connections than the new one's peer, if one of
+   * those has no request being answered; otherwise the new connection is closed at once.
+   */
   readonly maxConnections?: number;
   /** Told of every connection closed at once because of maxConnections. */
   readonly onConnectionDropped?: () => void;
+  /** Told of every connection closed to make room for another peer's. */
+  readonly onConnectionPreempted?: (peer: string) => void;
+}
+
+interface ConnectionClaim extends Claim {
+  /** Requests on it whose body has arrived and that are not yet answered. */
+  answering: number;
 }
 
 /**
@@ -25,6 +37,8 @@ export interface ServerOptions {
  */
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 15_000;
+/** Time a client has to complete the TLS handshake (Node's default, 120 s, would let a stalled one hold a connection). */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How often Node checks those two timeouts (its default, 30 s, would let them run 30 s late). */
 const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
 /** An idle keep-alive connection is kept a little longer than the API server's client keeps it. */
@@ -53,14 +67,39 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
   let server: http.Server;
   let reloadTimer: NodeJS.Timeout | undefined;
   const callback = app.callback();
+  // Open connections by `address|port` (the TCP connection a TLS socket runs on has the same pair).
+  const connections = new Map<string, ConnectionClaim>();
+  const connectionKey = (socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string =>
+    `${socket.remoteAddress ?? ''}|${String(socket.remotePort ?? '')}`;
+  const share = createFairShare<ConnectionClaim>(opts.maxConnections ?? Number.MAX_SAFE_INTEGER, (claim) => {
+    opts.onConnectionPreempted?.(claim.peer);
+  });
   // koa answers errors itself; the promise it returns only settles after the response.
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const claim = connections.get(connectionKey(req.socket));
+    if (claim !== undefined) {
+      // From the body's last byte until the answer has gone, the connection is not cut for another peer.
+      let counted = false;
+      req.once('end', () => {
+        counted = true;
+        claim.answering += 1;
+      });
+      res.once('close', () => {
+        if (counted) claim.answering -= 1;
+      });
+    }
     void callback(req, res);
   };
   if (opts.tls !== undefined) {
     const { certFile, keyFile, reloadIntervalMs } = opts.tls;
     const tlsServer = https.createServer(
-      { cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2', connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS },
+      {
+        cert: readFileSync(certFile),
+        key: readFileSync(keyFile),
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+        connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+      },
       handler,
     );
     let seen = fingerprint([certFile, keyFile]);
@@ -84,9 +123,27 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
-  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
-  server.on('drop', () => {
-    opts.onConnectionDropped?.();
+  // Not server.maxConnections: it closes the newest connection, whoever holds the others.
+  server.on('connection', (socket: Socket) => {
+    const key = connectionKey(socket);
+    const claim: ConnectionClaim = {
+      peer: peerOf(socket),
+      answering: 0,
+      preemptible: () => claim.answering === 0,
+      preempt: () => {
+        socket.destroy();
+      },
+    };
+    if (!share.take(claim, 1)) {
+      socket.destroy();
+      opts.onConnectionDropped?.();
+      return;
+    }
+    connections.set(key, claim);
+    socket.once('close', () => {
+      share.release(claim);
+      if (connections.get(key) === claim) connections.delete(key);
+    });
   });
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

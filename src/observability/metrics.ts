@@ -128,7 +128,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
     }),
     overloadRefusals: new Counter({
       name: 'scangate_overload_refusals_total',
-      help: 'Requests refused with 503 by a per-process bound, by reason (body_bytes; connections: closed at once, never answered)',
+      help: 'Requests refused with 503 by a per-process bound, by reason (body_bytes; connections: closed at once, never answered; body_bytes_preempted, connections_preempted: an upload or a connection of a client holding more, cut to make room for one holding less)',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -4,6 +4,7 @@
  * right to create pods could make, and each fails on the code before its bound.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
@@ -207,11 +208,16 @@ describe('fairness of scan slots', () => {
   });
 });
 
-/** A TLS connection to the webhook that sends `head` and then nothing more. */
-function stalledUpload(url: string, head: string): Promise<{ socket: tls.TLSSocket; answer: Promise<string> }> {
+/**
+ * A TLS connection to the webhook that sends `head` and then nothing more, from `localAddress` (another
+ * loopback address is another client to scangate: the attacker's pod rather than the API server).
+ */
+function stalledUpload(url: string, head: string, localAddress = '127.0.0.1'): Promise<{ socket: tls.TLSSocket; answer: Promise<string> }> {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port: Number(port), ca: makeTlsFiles().caPem, servername: 'localhost' }, () => {
+    const tcp = net.connect({ host: '127.0.0.1', port: Number(port), localAddress });
+    tcp.once('error', reject);
+    const socket = tls.connect({ socket: tcp, ca: makeTlsFiles().caPem, servername: 'localhost' }, () => {
       socket.write(head);
       let text = '';
       const answer = new Promise<string>((done) => {
@@ -272,6 +278,52 @@ describe('per-process bounds', () => {
     }
     await new Promise((r) => setTimeout(r, 200));
     assert.equal((await request(`${w.url}/healthz`)).status, 200);
+  });
+
+  test('one client\'s stalled uploads do not shut out another: an upload still arriving is cut for a client holding less', async () => {
+    const w = await webhook({ MAX_BODY_BYTES: String(40 * 1024), MAX_INFLIGHT_BODY_BYTES: String(96 * 1024) });
+    assert.equal((await validate(w, ['quay.io/acme/hit:1'])).json.response.allowed, true);
+    const head = `POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${String(40 * 1024)}\r\n\r\n{"apiVersion":`;
+    // The attacker (127.0.0.2) holds 80 KiB of the 96 in two uploads it never finishes.
+    const stalled = [await stalledUpload(w.url, head, '127.0.0.2'), await stalledUpload(w.url, head, '127.0.0.2')];
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      // The API server (127.0.0.1) sends a 30 KiB review: it fits only if one of those is cut.
+      const review = { ...admissionReview({ containers: ['quay.io/acme/hit:1'] }).body, padding: 'x'.repeat(30 * 1024) };
+      const res = await request(`${w.url}/validate?timeout=10s`, { body: review });
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.json.response.allowed, true);
+      const cut = await Promise.race([Promise.any(stalled.map((s) => s.answer.then(() => 'cut'))), new Promise<string>((r) => setTimeout(() => r('none cut within 3 s'), 3000))]);
+      assert.equal(cut, 'cut');
+      const metrics = (await request(`${w.url}/metrics`)).text;
+      assert.equal(metricValue(metrics, 'scangate_overload_refusals_total', { reason: 'body_bytes_preempted' }), 1);
+      assert.equal(metricValue(metrics, 'scangate_overload_refusals_total', { reason: 'body_bytes' }), 0);
+      assert.deepEqual(w.logs.find('upload cut to make room for a client holding less (MAX_INFLIGHT_BODY_BYTES)').map((l) => l['peer']), ['127.0.0.2']);
+    } finally {
+      for (const s of stalled) s.socket.destroy();
+    }
+  });
+
+  test('one client holding every connection does not shut out another: one of its connections is closed for it', async () => {
+    const w = await webhook({ MAX_CONNECTIONS: '3' });
+    const held = [await stalledUpload(w.url, '', '127.0.0.2'), await stalledUpload(w.url, '', '127.0.0.2'), await stalledUpload(w.url, '', '127.0.0.2')];
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const res = await request(`${w.url}/healthz`, { timeoutMs: 5000 });
+      assert.equal(res.status, 200);
+      const closed = await Promise.race([Promise.any(held.map((h) => h.answer.then(() => 'closed'))), new Promise<string>((r) => setTimeout(() => r('none closed'), 3000))]);
+      assert.equal(closed, 'closed');
+      const metrics = (await request(`${w.url}/metrics`)).text;
+      assert.equal(metricValue(metrics, 'scangate_overload_refusals_total', { reason: 'connections_preempted' }), 1);
+      // The attacker's own next connection finds no one holding more than it: closed at once.
+      const again = await stalledUpload(w.url, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', '127.0.0.2').then(
+        async (c) => ((await c.answer).startsWith('HTTP/1.1 200') ? 'answered' : 'closed'),
+        () => 'closed',
+      );
+      assert.equal(again, 'closed');
+    } finally {
+      for (const h of held) h.socket.destroy();
+    }
   });
 
   test('an upload that stalls is cut off within the request timeout (15 s), not the 60 s of before', async () => {

@@ -88,6 +88,7 @@ export async function startWebhook(env: Record<string, string>): Promise<Webhook
     },
     logger,
     maxConnections: config.server.maxConnections,
+    ...scangate.connectionEvents,
   });
   scangate.state.ready = true;
   return {

@@ -8,7 +8,11 @@
  * on the main thread when it is due rather than on helper threads at whatever pace valgrind gives
  * them; one keep-alive connection sends `warmup` cache-hit reviews (V8 tiers the hot code up), then
  * counting is switched on (`callgrind_control --instr=on`) for `requests` more, switched off and
- * dumped. The count covers exactly those requests.
+ * dumped. The count covers exactly those requests. V8's hash and random seeds are fixed (they are
+ * per process otherwise); a count still varies by 1 to 2 % between processes, so compare medians.
+ *
+ * CG_NODE_ARGS adds node options: `--perf-basic-prof --interpreted-frames-native-stack` makes V8 write
+ * /tmp/perf-PID.map, which names the JIT code addresses callgrind_annotate shows as `0x...`.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -33,7 +37,7 @@ export async function instructionsPerRequest({ work, tls, mainJs, label, body, w
   const outFile = join(work.dir, `callgrind-${label}-${port}.out`);
   const child = spawn(
     'valgrind',
-    ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${outFile}`, process.execPath, '--single-threaded', mainJs, 'serve', '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile],
+    ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${outFile}`, process.execPath, '--single-threaded', '--hash-seed=1', '--random-seed=1', ...(process.env.CG_NODE_ARGS ? process.env.CG_NODE_ARGS.split(' ') : []), mainJs, 'serve', '--host', '127.0.0.1', '--port', String(port), '--tls-cert', tls.certFile, '--tls-key', tls.keyFile],
     { env: { PATH: process.env.PATH, ANCHORE_CLI_URL: sim.url, ANCHORE_CLI_PASS: 'foobar' }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

@@ -3,6 +3,7 @@
  * per version, as slok/kubewebhook does. Only src/admission knows Kubernetes shapes.
  */
 import { BadRequestError } from '../errors.js';
+import type { AuditAnnotations } from './audit-annotations.js';
 import { BREAK_GLASS_ANNOTATION, type Requester } from '../policy/break-glass.js';
 import type { ContainerImage, ContainerKind } from '../policy/types.js';
 
@@ -51,11 +52,11 @@ export interface AdmissionAnswer {
   readonly message?: string;
   readonly warnings?: readonly string[];
   /**
-   * Kubernetes audit annotations. Keys must be prefix-less qualified names (`verdict`, not
-   * `scangate.io/verdict`): the API server prefixes each with the webhook's name
+   * Kubernetes audit annotations (audit-annotations.ts). Keys must be prefix-less qualified names
+   * (`verdict`, not `scangate.io/verdict`): the API server prefixes each with the webhook's name
    * (`images.scangate.io/verdict`) and drops a key that is then not a qualified name.
    */
-  readonly auditAnnotations?: Readonly<Record<string, string>>;
+  readonly auditAnnotations?: AuditAnnotations;
   /** A JSONPatch (RFC 6902) for the object (mutating webhook only). */
   readonly patch?: readonly JsonPatchOperation[];
 }
@@ -276,19 +277,20 @@ export function imagesToJudge(request: AdmissionRequest): Review | undefined {
   return { kind, ...(name !== undefined ? { name } : {}), images, ...(breakGlass !== undefined ? { breakGlass } : {}) };
 }
 
-/** Maps an answer back onto the AdmissionReview version the API server sent. */
-export function encodeAdmissionResponse(request: Pick<AdmissionRequest, 'apiVersion' | 'uid'>, answer: AdmissionAnswer): object {
+/** Maps an answer back onto the AdmissionReview version the API server sent: the JSON text of the review. */
+export function encodeAdmissionResponse(request: Pick<AdmissionRequest, 'apiVersion' | 'uid'>, answer: AdmissionAnswer): string {
   const response: Record<string, unknown> = { uid: request.uid, allowed: answer.allowed };
   if (!answer.allowed) {
     response['status'] = { code: 403, reason: 'Forbidden', message: answer.message ?? 'denied by scangate' };
   }
   if (answer.warnings !== undefined && answer.warnings.length > 0) response['warnings'] = answer.warnings;
-  if (answer.auditAnnotations !== undefined && Object.keys(answer.auditAnnotations).length > 0) {
-    response['auditAnnotations'] = answer.auditAnnotations;
-  }
   if (answer.allowed && answer.patch !== undefined && answer.patch.length > 0) {
     response['patchType'] = 'JSONPatch';
     response['patch'] = Buffer.from(JSON.stringify(answer.patch)).toString('base64');
   }
-  return { apiVersion: request.apiVersion, kind: 'AdmissionReview', response };
+  const text = JSON.stringify({ apiVersion: request.apiVersion, kind: 'AdmissionReview', response });
+  if (answer.auditAnnotations === undefined) return text;
+  // The annotations come as JSON text (escaped once per image, not on every answer): they go last into
+  // the response object, with which the review's text ends (`...}}`).
+  return `${text.slice(0, -2)},"auditAnnotations":${answer.auditAnnotations.json}}}`;
 }

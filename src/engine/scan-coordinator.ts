@@ -177,7 +177,7 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
     },
     async lookup(written, waitMs, budget) {
       const reference = scanReference(written);
-      const key = keyOf(reference);
+      const key = verdictKey(reference.canonical, opts.policyId);
       const cached = opts.cache.get(key);
       if (cached !== undefined) {
         opts.metrics.cacheLookups.inc({ result: 'hit' });

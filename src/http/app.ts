@@ -7,7 +7,7 @@ import {
   imagesToJudge,
   type AdmissionRequest,
 } from '../admission/admission-review.js';
-import { auditAnnotationsOf, pinAuditAnnotations } from '../admission/audit-annotations.js';
+import { createAuditAnnotator, type AuditAnnotations } from '../admission/audit-annotations.js';
 import { pinPatch, pinTargets } from '../admission/pin-targets.js';
 import type { Pinner } from '../engine/pinner.js';
 import { judgeBreakGlass, type BreakGlassGrant, type BreakGlassSettings } from '../policy/break-glass.js';
@@ -62,6 +62,11 @@ const LOG_MAX_FIELD_CHARS = 256;
 /** Longest `?timeout=` spelling memoised (a Go duration the API server writes is a few characters). */
 const MEMO_MAX_TIMEOUT_CHARS = 32;
 
+/** Tenant-written text (uid, pod, namespace, ...) as a log line holds it: escaped and cut. */
+function logText(text: string | undefined): string | undefined {
+  return text === undefined ? undefined : displayText(text, LOG_MAX_FIELD_CHARS);
+}
+
 function cacheCounts(images: Evaluation['images']): { hit: number; miss: number; shared: number } {
   const counts = { hit: 0, miss: 0, shared: 0 };
   for (const image of images) if (image.cache !== undefined) counts[image.cache] += 1;
@@ -98,11 +103,12 @@ export function createApp(opts: AppOptions): Koa {
    * a cache hit (bench/, docs/BENCHMARKS.md), so these answers bypass it (`ctx.respond = false`).
    * While shutting down, the answer closes its connection, like every other answer (see below).
    */
-  const sendJson = (ctx: Koa.Context, value: object): void => {
-    const body = JSON.stringify(value);
+  const sendJson = (ctx: Koa.Context, text: string): void => {
+    // Encoded once: its length is the Content-Length (Buffer.byteLength would walk the text a second time).
+    const body = Buffer.from(text);
     ctx.respond = false;
     ctx.status = 200;
-    const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) };
+    const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length };
     if (!opts.state.ready) headers['connection'] = 'close';
     ctx.res.writeHead(200, headers).end(body);
   };
@@ -126,6 +132,7 @@ export function createApp(opts: AppOptions): Koa {
     ctx.state['bodyHold'] = hold;
     return readJsonBody(ctx.req, opts.maxBodyBytes, bodyBudget, hold);
   };
+  const annotator = createAuditAnnotator();
   const app = new Koa();
   const router = new Router();
   // Koa logs errors to stderr by default; ours are logged (and answered) by the middleware below.
@@ -171,9 +178,9 @@ export function createApp(opts: AppOptions): Koa {
     namespace: string | undefined,
     timeout: string | undefined,
     how: { readonly mode: Mode; readonly subject: 'pod' | 'workload' },
-    logFields: Record<string, unknown>,
+    logFields: Readonly<Record<string, string | undefined>>,
     breakGlass?: BreakGlassGrant,
-  ): Promise<{ evaluation: Evaluation; auditAnnotations: Record<string, string> }> {
+  ): Promise<{ evaluation: Evaluation; auditAnnotations: AuditAnnotations }> {
     const startedAt = now();
     const deadline = deadlineOf(timeout);
     const evaluation = await opts.evaluator.evaluate({
@@ -189,13 +196,11 @@ export function createApp(opts: AppOptions): Koa {
     opts.metrics.decisions.inc({ endpoint, result });
     opts.metrics.decisionDuration.observe({ endpoint }, durationMs / 1000);
     // Bounded whatever the review holds: image texts are already escaped and cut by the evaluator,
-    // the message by the decision; the rest is cut here.
-    const fields: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(logFields)) fields[key] = typeof value === 'string' ? displayText(value, LOG_MAX_FIELD_CHARS) : value;
+    // the message by the decision, the other fields by the caller (logText).
     const omitted = evaluation.images.length - LOG_MAX_IMAGES;
     const used = evaluation.decision.breakGlass;
     const glass = used !== undefined && breakGlass !== undefined && breakGlass.kind !== 'none' ? { outcome: used, user: breakGlass.user, reason: breakGlass.reason } : undefined;
-    const auditAnnotations = auditAnnotationsOf({
+    const auditAnnotations = annotator.of({
       decision: result,
       // An ImageReport is an AuditImage (image, result, digest): no copy on the hot path.
       images: evaluation.images,
@@ -207,8 +212,8 @@ export function createApp(opts: AppOptions): Koa {
       opts.logger.warn(
         {
           endpoint,
-          ...fields,
-          namespace: namespace !== undefined ? displayText(namespace, LOG_MAX_FIELD_CHARS) : undefined,
+          ...logFields,
+          namespace: logText(namespace),
           user: glass.user,
           via: breakGlass?.kind === 'granted' ? breakGlass.via : undefined,
           reason: glass.reason,
@@ -221,8 +226,8 @@ export function createApp(opts: AppOptions): Koa {
     opts.logger.info(
       {
         endpoint,
-        ...fields,
-        namespace: namespace !== undefined ? displayText(namespace, LOG_MAX_FIELD_CHARS) : undefined,
+        ...logFields,
+        namespace: logText(namespace),
         mode: how.mode,
         images: omitted > 0 ? evaluation.images.slice(0, LOG_MAX_IMAGES) : evaluation.images,
         ...(omitted > 0 ? { imagesOmitted: omitted } : {}),
@@ -254,10 +259,10 @@ export function createApp(opts: AppOptions): Koa {
     }
     const subject = review.kind === 'Pod' ? 'pod' : 'workload';
     const logFields = {
-      uid: request.uid,
-      operation: request.operation,
-      ...(request.subResource !== '' ? { subResource: request.subResource } : {}),
-      ...(subject === 'pod' ? { pod: review.name } : { kind: review.kind, name: review.name }),
+      uid: logText(request.uid),
+      operation: logText(request.operation),
+      ...(request.subResource !== '' ? { subResource: logText(request.subResource) } : {}),
+      ...(subject === 'pod' ? { pod: logText(review.name) } : { kind: review.kind, name: logText(review.name) }),
     };
     // Break-glass is judged when the object carries the annotation and the request has images to
     // judge, or adds or changes the annotation (a template's annotation is honoured later, when its
@@ -271,7 +276,7 @@ export function createApp(opts: AppOptions): Koa {
     if (review.images.length === 0 && breakGlass === undefined) {
       // An UPDATE that changes no image (labels, annotations, scaling, finalizers): nothing to scan.
       opts.metrics.decisions.inc({ endpoint: 'validate', result: 'unchanged' });
-      opts.logger.debug({ endpoint: 'validate', ...logFields, namespace: request.namespace }, 'no image changed');
+      opts.logger.debug({ endpoint: 'validate', ...logFields, namespace: logText(request.namespace) }, 'no image changed');
       sendJson(ctx, encodeAdmissionResponse(request, { allowed: true }));
       return;
     }
@@ -345,12 +350,13 @@ export function createApp(opts: AppOptions): Koa {
         },
         'pin',
       );
+      const pinned = annotator.pins(result.pins);
       sendJson(
         ctx,
         encodeAdmissionResponse(request, {
           allowed: true,
           patch: pinPatch(result.pins),
-          auditAnnotations: pinAuditAnnotations(result.pins),
+          ...(pinned !== undefined ? { auditAnnotations: pinned } : {}),
         }),
       );
     } catch (error) {
@@ -365,7 +371,7 @@ export function createApp(opts: AppOptions): Koa {
     const review = decodeImageReview(body);
     const how = { mode: opts.modes.defaultMode, subject: 'pod' } as const;
     const { evaluation } = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {});
-    sendJson(ctx, encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message }));
+    sendJson(ctx, JSON.stringify(encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message })));
   });
 
   router.get('/healthz', (ctx) => {

@@ -26,8 +26,9 @@ export interface ServerOptions {
 }
 
 interface ConnectionClaim extends Claim {
-  /** Requests on it whose body has arrived and that are not yet answered. */
-  answering: number;
+  /** The connection's latest request and its answer (a connection carries one at a time). */
+  req?: http.IncomingMessage;
+  res?: http.ServerResponse;
 }
 
 /**
@@ -67,26 +68,20 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
   let server: http.Server;
   let reloadTimer: NodeJS.Timeout | undefined;
   const callback = app.callback();
-  // Open connections by `address|port` (the TCP connection a TLS socket runs on has the same pair).
-  const connections = new Map<string, ConnectionClaim>();
-  const connectionKey = (socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string =>
-    `${socket.remoteAddress ?? ''}|${String(socket.remotePort ?? '')}`;
+  // The claim of each open connection, by the socket requests arrive on (for TLS, the TLS socket; the
+  // TCP connection under it is found once, by its `address|port`, when the handshake completes).
+  const claims = new WeakMap<Socket, ConnectionClaim>();
+  const handshaking = new Map<string, ConnectionClaim>();
+  const connectionKey = (socket: Socket): string => `${socket.remoteAddress ?? ''}|${String(socket.remotePort ?? '')}`;
   const share = createFairShare<ConnectionClaim>(opts.maxConnections ?? Number.MAX_SAFE_INTEGER, (claim) => {
     opts.onConnectionPreempted?.(claim.peer);
   });
   // koa answers errors itself; the promise it returns only settles after the response.
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    const claim = connections.get(connectionKey(req.socket));
+    const claim = claims.get(req.socket);
     if (claim !== undefined) {
-      // From the body's last byte until the answer has gone, the connection is not cut for another peer.
-      let counted = false;
-      req.once('end', () => {
-        counted = true;
-        claim.answering += 1;
-      });
-      res.once('close', () => {
-        if (counted) claim.answering -= 1;
-      });
+      claim.req = req;
+      claim.res = res;
     }
     void callback(req, res);
   };
@@ -125,11 +120,11 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   // Not server.maxConnections: it closes the newest connection, whoever holds the others.
   server.on('connection', (socket: Socket) => {
-    const key = connectionKey(socket);
     const claim: ConnectionClaim = {
       peer: peerOf(socket),
-      answering: 0,
-      preemptible: () => claim.answering === 0,
+      // Idle, or its request still arriving: it can be cut for another peer. From the request's last
+      // byte until its answer has gone, it cannot.
+      preemptible: () => claim.req === undefined || !claim.req.complete || claim.res?.writableFinished === true,
       preempt: () => {
         socket.destroy();
       },
@@ -139,11 +134,20 @@ export async function startServer(app: Koa, opts: ServerOptions): Promise<Runnin
       opts.onConnectionDropped?.();
       return;
     }
-    connections.set(key, claim);
+    const key = opts.tls !== undefined ? connectionKey(socket) : undefined;
+    if (key === undefined) claims.set(socket, claim);
+    else handshaking.set(key, claim);
     socket.once('close', () => {
       share.release(claim);
-      if (connections.get(key) === claim) connections.delete(key);
+      if (key !== undefined && handshaking.get(key) === claim) handshaking.delete(key);
     });
+  });
+  server.on('secureConnection', (socket: Socket) => {
+    const key = connectionKey(socket);
+    const claim = handshaking.get(key);
+    if (claim === undefined) return;
+    handshaking.delete(key);
+    claims.set(socket, claim);
   });
   server.on('clientError', (_error, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

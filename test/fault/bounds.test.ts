@@ -326,6 +326,29 @@ describe('per-process bounds', () => {
     }
   });
 
+  test('a connection whose request has fully arrived is never cut for another client, however many it holds', async () => {
+    const w = await webhook({ MAX_CONNECTIONS: '3' });
+    sim.setAnalysisDelayMs(60_000);
+    const held: Array<{ socket: tls.TLSSocket; answer: Promise<string> }> = [];
+    try {
+      // The attacker's three reviews are complete and wait for scans (answered at their 2 s timeout).
+      for (let i = 0; i < 3; i++) {
+        const body = JSON.stringify(admissionReview({ containers: [`quay.io/acme/slow${String(i)}:1`] }).body);
+        held.push(await stalledUpload(w.url, `POST /validate?timeout=2s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${String(Buffer.byteLength(body))}\r\n\r\n${body}`, '127.0.0.2'));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const newcomer = await stalledUpload(w.url, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n').then(
+        async (c) => ((await c.answer).startsWith('HTTP/1.1 200') ? 'answered' : 'closed'),
+        () => 'closed',
+      );
+      assert.equal(newcomer, 'closed');
+      for (const h of held) assert.match(await h.answer, /^HTTP\/1\.1 200 [\s\S]*Image scan still in progress/);
+    } finally {
+      sim.setAnalysisDelayMs(0);
+      for (const h of held) h.socket.destroy();
+    }
+  });
+
   test('an upload that stalls is cut off within the request timeout (15 s), not the 60 s of before', async () => {
     const w = await webhook();
     const started = performance.now();

@@ -11,7 +11,7 @@ test('v1 and v1beta1 decode to one model and encode back to their own version', 
     const req = decodeAdmissionReview(body);
     assert.equal(req.apiVersion, apiVersion);
     assert.equal(uid, 'u-1');
-    assert.deepEqual(encodeAdmissionResponse(req, { allowed: false, message: 'no', warnings: ['w'] }), {
+    assert.deepEqual(JSON.parse(encodeAdmissionResponse(req, { allowed: false, message: 'no', warnings: ['w'] })), {
       apiVersion,
       kind: 'AdmissionReview',
       response: { uid: 'u-1', allowed: false, status: { code: 403, reason: 'Forbidden', message: 'no' }, warnings: ['w'] },

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { auditAnnotationsOf, MAX_IMAGES_ANNOTATION } from '../../src/admission/audit-annotations.js';
+import { encodeAdmissionResponse } from '../../src/admission/admission-review.js';
+import { createAuditAnnotator, MAX_IMAGES_ANNOTATION, type AuditInput } from '../../src/admission/audit-annotations.js';
 import {
   BREAK_GLASS_MESSAGES,
   decideWithBreakGlass,
@@ -17,6 +18,13 @@ const rules: LocalRules = { denyLatestTag: true, registryAllowlist: [] };
 const enforce: DecisionOptions = { mode: 'enforce', rejectIfTimeout: true };
 const warn: DecisionOptions = { mode: 'warn', rejectIfTimeout: true };
 const digest = `sha256:${'b'.repeat(64)}`;
+
+/** The annotations as the API server reads them: from the answer's JSON text. */
+function auditAnnotationsOf(input: AuditInput, annotator = createAuditAnnotator()): Record<string, string> {
+  const text = encodeAdmissionResponse({ apiVersion: 'admission.k8s.io/v1', uid: 'u' }, { allowed: true, auditAnnotations: annotator.of(input) });
+  return (JSON.parse(text) as { response: { auditAnnotations: Record<string, string> } }).response.auditAnnotations;
+}
+
 const settings: BreakGlassSettings = {
   users: ['alice'],
   groups: ['oncall'],
@@ -178,4 +186,22 @@ test('audit annotations: prefix-less keys, verdict and digest per image, break-g
   assert.match(many['images'] ?? '', /; \+\d+ more$/);
   const hostile = auditAnnotationsOf({ decision: 'denied', images: [{ image: 'a\nb', result: 'invalid-reference' }] });
   assert.equal(hostile['images'], 'a\\u000ab=invalid-reference');
+});
+
+test('audit annotations: the JSON text holds exactly the escaped texts, whatever a tenant writes, memoised or not', () => {
+  const annotator = createAuditAnnotator();
+  const nasty = ['q"uote:1', 'back\\slash:1', 'nl\nline:1', 'tab\there:1', '\u2028sep:1', 'lone\ud800:1', '"},"allowed":true,"x":{"', 'x'.repeat(700), '\u001b[31mred:1', 'é:1'];
+  for (const round of [1, 2]) {
+    for (const image of nasty) {
+      const got = auditAnnotationsOf({ decision: 'denied', images: [{ image, result: 'fail', digest }, { image: 'ok:1', result: 'pass' }] }, annotator);
+      const expected = `${escapeTenantText(image, 300)}=fail@${digest}; ok:1=pass`;
+      assert.deepEqual(got, { decision: 'denied', images: expected }, `round ${String(round)}: ${JSON.stringify(image)}`);
+    }
+  }
+  // Another verdict for the same image (a rescan) is not answered from the memo.
+  assert.equal(auditAnnotationsOf({ decision: 'allowed', images: [{ image: 'ok:1', result: 'pass', digest }] }, annotator)['images'], `ok:1=pass@${digest}`);
+  assert.equal(auditAnnotationsOf({ decision: 'denied', images: [{ image: 'ok:1', result: 'fail', digest }] }, annotator)['images'], `ok:1=fail@${digest}`);
+  // A break-glass reason with quotes and backslashes stays one well-formed value.
+  const glass = auditAnnotationsOf({ decision: 'allowed', images: [], breakGlass: { outcome: 'admitted', user: 'a"b', reason: 'x\\"},"y":"' } }, annotator);
+  assert.deepEqual(glass, { decision: 'allowed', 'break-glass': 'admitted', 'break-glass-user': 'a"b', 'break-glass-reason': 'x\\"},"y":"' });
 });

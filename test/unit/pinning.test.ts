@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { decodeAdmissionReview, encodeAdmissionResponse } from '../../src/admission/admission-review.js';
+import { createAuditAnnotator } from '../../src/admission/audit-annotations.js';
 import { pinPatch, pinTargets } from '../../src/admission/pin-targets.js';
 import { createVerdictCache } from '../../src/cache/verdict-cache.js';
 import { createPinner, pinDigestOf } from '../../src/engine/pinner.js';
@@ -69,15 +70,18 @@ test('pin targets: pods and every workload kind, by JSON Pointer; UPDATE only pi
 
 test('the response carries a base64 JSONPatch and patchType only when allowed with a patch', () => {
   const patch = pinPatch([{ path: '/spec/containers/0/image', pinned: `a:1@${D1}` }]);
-  const res = encodeAdmissionResponse({ apiVersion: 'admission.k8s.io/v1', uid: 'u1' }, { allowed: true, patch, auditAnnotations: { pinned: 'x' } }) as {
+  const pinned = createAuditAnnotator().pins([{ image: 'a:1', digest: D1 }]);
+  assert.ok(pinned !== undefined);
+  const res = JSON.parse(encodeAdmissionResponse({ apiVersion: 'admission.k8s.io/v1', uid: 'u1' }, { allowed: true, patch, auditAnnotations: pinned })) as {
     response: { patchType?: string; patch?: string; auditAnnotations?: Record<string, string> };
   };
   assert.equal(res.response.patchType, 'JSONPatch');
   assert.deepEqual(JSON.parse(Buffer.from(res.response.patch ?? '', 'base64').toString()), [
     { op: 'replace', path: '/spec/containers/0/image', value: `a:1@${D1}` },
   ]);
-  assert.deepEqual(res.response.auditAnnotations, { pinned: 'x' });
-  const none = encodeAdmissionResponse({ apiVersion: 'admission.k8s.io/v1', uid: 'u1' }, { allowed: true, patch: [] }) as { response: object };
+  assert.deepEqual(res.response.auditAnnotations, { pinned: `a:1=pinned@${D1}` });
+  assert.equal(createAuditAnnotator().pins([]), undefined);
+  const none = JSON.parse(encodeAdmissionResponse({ apiVersion: 'admission.k8s.io/v1', uid: 'u1' }, { allowed: true, patch: [] })) as { response: object };
   assert.ok(!('patchType' in none.response));
 });
 

@@ -31,7 +31,7 @@ export function haveCallgrind() {
 }
 
 /** Instructions per request of `mainJs` answering `body` (every lookup a cache hit). */
-export async function instructionsPerRequest({ work, tls, mainJs, label, body, warmup = 8000, requests = 2000 }) {
+export async function instructionsPerRequest({ work, tls, mainJs, label, body, warmup = 30_000, requests = 2000 }) {
   const sim = await startSimulator(work, { mainJs });
   const port = await freePort();
   const outFile = join(work.dir, `callgrind-${label}-${port}.out`);

@@ -25,7 +25,7 @@ interface LocalMemo {
 export interface EvaluationRequest {
   readonly images: readonly ContainerImage[];
   /** Namespace of the pod; exempt namespaces are admitted untouched. */
-  readonly namespace?: string;
+  readonly namespace?: string | undefined;
   /** How long this request may wait for verdicts (see deadline.ts). */
   readonly budgetMs: number;
   /** This request's mode (per-namespace webhook entry); the evaluator's default when absent. */
@@ -33,7 +33,7 @@ export interface EvaluationRequest {
   /** 'workload': a pod template at apply time (see DecisionOptions.subject). Default 'pod'. */
   readonly subject?: 'pod' | 'workload';
   /** Whether the request may break glass (policy/break-glass.ts); absent: no annotation. */
-  readonly breakGlass?: BreakGlassGrant;
+  readonly breakGlass?: BreakGlassGrant | undefined;
 }
 
 /** Per-image summary for the decision log line. */
@@ -86,6 +86,22 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
     sizeCalculation: (_result, key) => localResultBytes(key),
   });
   const maxImages = opts.maxImagesPerReview ?? 64;
+  // The decision's options for each mode and subject a request can ask for (a handful): made once each.
+  const decisionOptionsByMode = new Map<Mode, Partial<Record<'pod' | 'workload' | 'default', DecisionOptions>>>();
+  const decisionOptionsFor = (mode: Mode, subject: 'pod' | 'workload' | undefined): DecisionOptions => {
+    let bySubject = decisionOptionsByMode.get(mode);
+    if (bySubject === undefined) {
+      bySubject = {};
+      decisionOptionsByMode.set(mode, bySubject);
+    }
+    const which = subject ?? 'default';
+    let options = bySubject[which];
+    if (options === undefined) {
+      options = { ...opts.decision, mode, ...(subject !== undefined ? { subject } : {}) };
+      bySubject[which] = options;
+    }
+    return options;
+  };
   const localRules = (image: string): LocalMemo => {
     // Longer than the grammar allows: refused before it is parsed, memoised or logged in full.
     if (image.length > MAX_REFERENCE_LENGTH) {
@@ -144,11 +160,7 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
           return { image, containers, reference, scan: outcome };
         }),
       );
-      const decisionOptions: DecisionOptions = {
-        ...opts.decision,
-        ...(request.mode !== undefined ? { mode: request.mode } : {}),
-        ...(request.subject !== undefined ? { subject: request.subject } : {}),
-      };
+      const decisionOptions = decisionOptionsFor(request.mode ?? opts.decision.mode, request.subject);
       const decision = decideWithBreakGlass(assessments, decisionOptions, request.breakGlass);
       const action =
         decisionOptions.rejectIfTimeout && decisionOptions.mode === 'enforce' && decisionOptions.subject !== 'workload' ? 'denied' : 'admitted';

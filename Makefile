@@ -27,7 +27,7 @@ integration: build ## Integration tests over real sockets (HTTPS webhook + scann
 	$(NODE) --test $(TEST_FLAGS) dist/test/integration/*.test.js
 
 .PHONY: contract
-contract: build ## Contract tests: client requests and simulator answers validated against the official Anchore specs (../shared/reference)
+contract: build ## Contract tests: client requests and simulator answers validated against the official Anchore specs (test/fixtures/reference)
 	$(NODE) --test $(TEST_FLAGS) dist/test/contract/*.test.js
 
 .PHONY: fault

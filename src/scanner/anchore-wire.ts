@@ -1,5 +1,5 @@
 /**
- * The Anchore v1 wire format (shared/reference/ANCHORE-API.md). Only this module and
+ * The Anchore v1 wire format (test/fixtures/reference/ANCHORE-API.md). Only this module and
  * anchore-client.ts know these shapes; everything past them speaks ScanVerdict.
  */
 import { ScannerProtocolError } from '../errors.js';

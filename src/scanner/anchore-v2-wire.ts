@@ -74,6 +74,12 @@ function readResult(raw: unknown, i: number): ResultReading {
       warn += 1;
     }
   }
+  // A pass with a stop finding, or with `final_action: stop`, contradicts itself: a scanner error, never a
+  // pass (docs/THREAT-MODEL.md, I4). A fail without any reason is still a fail.
+  const finalAction = typeof raw['final_action'] === 'string' ? raw['final_action'].toLowerCase() : undefined;
+  if (status === 'pass' && (stop.length > 0 || finalAction === 'stop')) {
+    throw new ScannerProtocolError(`scanner check says pass with ${stop.length > 0 ? `${stop.length} stop finding(s)` : 'final_action stop'}: contradictory answer`);
+  }
   const reason = raw['final_action_reason'];
   return { status, stop, warn, problems, ...(typeof reason === 'string' ? { finalActionReason: reason } : {}) };
 }

@@ -47,6 +47,21 @@ function tenantReview(images, bytes = 0) {
   return JSON.stringify(review).replace(/</g, '\\u003c');
 }
 
+/**
+ * `count()` bodies' worth of tenant reviews without building each one: the review of `n` placeholder
+ * images (padded to `bytes`) made once, each placeholder replaced by a new image per body, so the
+ * attacker's own CPU (in this process, beside the victim's load generator) stays small.
+ */
+function reviewsOf(n, bytes = 0) {
+  const placeholders = Array.from({ length: n }, (_, i) => `docker.io/tenant/placeholder-${i}:1`);
+  const text = tenantReview(placeholders, bytes);
+  return () => {
+    let body = text;
+    for (const [i, image] of fresh(n).entries()) body = body.replace(placeholders[i], image);
+    return body;
+  };
+}
+
 /** Sends a new body from `next()` back to back on `connections` keep-alive connections until `stop`; counts answers. */
 function flood(url, ca, next, connections, stop) {
   const agent = new https.Agent({ keepAlive: true, maxSockets: connections, ca });
@@ -75,13 +90,13 @@ export async function run({ work, tls: certs, quick }) {
     const primed = await fetchText(validate, { method: 'POST', body: victimBody, ca: certs.ca });
     if (primed.json?.response?.allowed !== true) throw new Error(`priming: ${primed.text}`);
     await sim.setAnalysisDelayMs(20_000);
-    const slowOne = fresh(1);
+    const slowOne = tenantReview(fresh(1));
     const phases = [
       ['none', () => ({ stop: async () => ({}) })],
-      ['8 x ~4 MiB reviews (as the API server encodes them), each a new slow image', () => flood(validate, certs.ca, () => tenantReview(fresh(1), 4 * 1024 * 1024 - 64 * 1024), 8, { stopped: false })],
-      ['16 connections of reviews naming 10 new slow images', () => flood(validate, certs.ca, () => tenantReview(fresh(10)), 16, { stopped: false })],
-      ['16 connections of /mutate reviews naming 10 new slow images (pinning)', () => flood(mutate, certs.ca, () => tenantReview(fresh(10)), 16, { stopped: false })],
-      ['64 connections of reviews joining one slow scan', () => flood(validate, certs.ca, () => tenantReview(slowOne), 64, { stopped: false })],
+      ['8 x ~4 MiB reviews (as the API server encodes them), each a new slow image', () => flood(validate, certs.ca, reviewsOf(1, 4 * 1024 * 1024 - 64 * 1024), 8, { stopped: false })],
+      ['16 connections of reviews naming 10 new slow images', () => flood(validate, certs.ca, reviewsOf(10), 16, { stopped: false })],
+      ['16 connections of /mutate reviews naming 10 new slow images (pinning)', () => flood(mutate, certs.ca, reviewsOf(10), 16, { stopped: false })],
+      ['64 connections of reviews joining one slow scan', () => flood(validate, certs.ca, () => slowOne, 64, { stopped: false })],
     ];
     for (const [label, start] of phases) {
       const attack = start();

@@ -10,9 +10,12 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 # tsconfig also includes test/**; the build context has no tests (.dockerignore), so only src compiles.
+# Nor has it the scanner simulator (simulator/, a developer tool): npm links the workspace anyway, and
+# the link, dangling here, goes.
 RUN npx tsc -p tsconfig.json \
  && npm prune --omit=dev --ignore-scripts \
- && rm -rf dist/test
+ && npm pkg delete devDependencies workspaces \
+ && rm -rf dist/test node_modules/@scangate
 
 FROM gcr.io/distroless/nodejs20-debian12:nonroot
 WORKDIR /app
@@ -20,7 +23,6 @@ ENV NODE_ENV=production
 COPY --from=build --chown=65532:65532 /app/package.json ./package.json
 COPY --from=build --chown=65532:65532 /app/node_modules ./node_modules
 COPY --from=build --chown=65532:65532 /app/dist/src ./dist/src
-COPY --chown=65532:65532 samples ./samples
 USER 65532:65532
 EXPOSE 8443
 ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/main.js"]

@@ -52,10 +52,6 @@ import {
   versionJsonV2,
 } from './wire-v2.js';
 
-export { loadSimulatorData, loadSampleSimulatorData, SAMPLE_DATA_URL, type SimulatorData } from './data.js';
-export { parseFaultConfig, type FaultConfig, type SimOperation } from './faults.js';
-export { AnchoreApiError, SimulatorConfigError, SimulatorError } from './errors.js';
-
 /** Which Anchore API the simulator serves. */
 export type SimulatorApi = 'v1' | 'v2' | 'both';
 export const SIMULATOR_APIS: readonly SimulatorApi[] = ['v1', 'v2', 'both'];
@@ -79,7 +75,7 @@ export interface SimulatorOptions {
   password?: string | undefined;
   /** Default 0: time from the first POST /images of an image until it is 'analyzed'. */
   analysisDelayMs?: number | undefined;
-  /** Default: samples/scanner-data.json. Validated at start (SimulatorConfigError). */
+  /** Default: the package's scanner-data.json. Validated at start (SimulatorConfigError). */
   data?: SimulatorData | undefined;
   faults?: FaultConfig | undefined;
   logger?: { info(obj: object, msg?: string): void } | undefined;

@@ -14,8 +14,8 @@ export {
   type SimulatorExchange,
   type SimulatorOptions,
   type SimulatorStats,
-  type TagStats,
 } from './server.js';
+export type { TagStats } from './routing.js';
 export { loadSimulatorData, loadSampleSimulatorData, SAMPLE_DATA_URL, type SimulatorData } from './data.js';
 export { parseFaultConfig, type FaultConfig, type SimOperation } from './faults.js';
 export { AnchoreApiError, SimulatorConfigError, SimulatorError } from './errors.js';

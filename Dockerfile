@@ -11,11 +11,11 @@ COPY tsconfig.json ./
 COPY src ./src
 # tsconfig also includes test/**; the build context has no tests (.dockerignore), so only src compiles.
 # Nor has it the scanner simulator (simulator/, a developer tool): npm links the workspace anyway, and
-# the link, dangling here, goes.
+# the link, dangling here, goes, with every mention of it (package.json's dev fields, npm's hidden lockfile).
 RUN npx tsc -p tsconfig.json \
  && npm prune --omit=dev --ignore-scripts \
- && npm pkg delete devDependencies workspaces \
- && rm -rf dist/test node_modules/@scangate
+ && npm pkg delete devDependencies workspaces scripts \
+ && rm -rf dist/test node_modules/@scangate node_modules/.package-lock.json
 
 FROM gcr.io/distroless/nodejs20-debian12:nonroot
 WORKDIR /app

@@ -95,9 +95,10 @@ if [[ "$kind" == scangate ]]; then
     cp -R "$from" "$app/$file"
   done
   (cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >&2)
-  # Neither the dev dependencies nor the workspace (the simulator) are installed here: not named either.
-  (cd "$app" && npm pkg delete devDependencies workspaces)
-  rm -f "$app/package-lock.json"
+  # Neither the dev dependencies nor the workspace (the simulator) are installed here, nor are the
+  # development scripts of any use: none is named either (npm's hidden lockfile lists the workspace).
+  (cd "$app" && npm pkg delete devDependencies workspaces scripts)
+  rm -f "$app/package-lock.json" "$app/node_modules/.package-lock.json"
   # Never ship what .dockerignore keeps out of the build context.
   find "$app" \( -name '*.pem' -o -name '*.key' -o -name '*.crt' -o -name kubeconfig \) -delete
   copy_with_libs "$(command -v node)" /nodejs/bin/node

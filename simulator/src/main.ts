@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The simulator's entry point (`node simulator/dist/main.js`, bin `scanner-sim`): the only module that
+ * The simulator's entry point (`node simulator/dist/main.js`, `make scanner-sim`): the only module that
  * reads process.argv and process.env. A developer tool for the demo, tests and benchmarks; scangate's
  * image never holds it.
  */

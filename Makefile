@@ -23,8 +23,12 @@ node: node_modules ## Print the Node.js the build, the tests and the image use (
 	@echo "$$($(NODE) -p 'process.version + " (" + process.release.lts + " LTS)"') $(NODE)"
 
 .PHONY: build
-build: node_modules ## Compile TypeScript (src/ and test/) into dist/
-	rm -rf dist && $(NODE) node_modules/typescript/bin/tsc -p tsconfig.json
+build: node_modules ## Compile the scanner simulator (simulator/ -> simulator/dist/), then src/ and test/ into dist/
+	rm -rf dist simulator/dist && $(NODE) node_modules/typescript/bin/tsc -p simulator/tsconfig.json && $(NODE) node_modules/typescript/bin/tsc -p tsconfig.json
+
+.PHONY: scanner-sim
+scanner-sim: node_modules ## Run the scanner simulator, a developer tool outside the image (ARGS="--api v2 --port 8228")
+	$(NODE) node_modules/typescript/bin/tsc -p simulator/tsconfig.json && $(NODE) simulator/dist/main.js $(ARGS)
 
 .PHONY: unit
 unit: build ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
@@ -47,8 +51,8 @@ e2e: build ## End-to-end suite against a local kube-apiserver (builds the contro
 	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/e2e/*.test.js
 
 .PHONY: lint
-lint: node_modules ## typescript-eslint strictTypeChecked over src/ and test/
-	$(NODE) node_modules/eslint/bin/eslint.js src test
+lint: node_modules ## typescript-eslint strictTypeChecked over src/, test/ and simulator/
+	$(NODE) node_modules/eslint/bin/eslint.js src test simulator
 
 .PHONY: check
 check: build lint ## The README's test command: unit + integration + contract + fault + e2e, in one run
@@ -59,8 +63,8 @@ bench: build ## Benchmarks (bench/, own package.json): prints the tables; BENCH_
 	cd bench && npm ci --no-audit --no-fund && $(NODE) run.mjs $(BENCH_ARGS)
 
 .PHONY: clean
-clean: ## Remove build output (dist/) and local run state (.run/)
-	rm -rf dist .run
+clean: ## Remove build output (dist/, simulator/dist/) and local run state (.run/)
+	rm -rf dist simulator/dist .run
 
 ## ---- cluster ----------------------------------------------------------------------------------
 # A local control plane (etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, built once from

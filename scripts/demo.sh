@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole story in one command, on this machine, no cluster needed.
 #   1. the local control plane (cluster-up.sh; the first run builds Kubernetes, later runs reuse it)
-#   2. the Anchore-compatible scanner simulator with samples/scanner-data.json, on 127.0.0.1
+#   2. the Anchore-compatible scanner simulator (simulator/, with its scanner-data.json), on 127.0.0.1
 #   3. scangate on 127.0.0.1 with TLS from gen-certs.sh
 #   4. the webhook registered out-of-cluster (deploy.sh with WEBHOOK_URL, caBundle injected)
 #   5. `make test`: nginx gets its pod; `kubectl apply` of apache-struts2 is refused at once, and so is
@@ -17,7 +17,7 @@ source "$(dirname "$0")/lib.sh"
 require curl "$KUBECTL"
 require_node
 cd "$SCANGATE_ROOT"
-[[ -f dist/src/main.js ]] || die "dist/src/main.js is missing: run 'make build' (make demo does)"
+[[ -f dist/src/main.js && -f simulator/dist/main.js ]] || die "dist/src/main.js or simulator/dist/main.js is missing: run 'make build' (make demo does)"
 
 KUBECONFIG=$(scripts/cluster-up.sh)
 export KUBECONFIG
@@ -42,7 +42,7 @@ esac
 
 sim_port=$(free_port)
 start_daemon scanner-sim "$LOCAL_DIR/scanner-sim.log" "$LOCAL_DIR/scanner-sim.pid" \
-  "$NODE" dist/src/main.js scanner-sim --host 127.0.0.1 --port "$sim_port" --data samples/scanner-data.json \
+  "$NODE" simulator/dist/main.js --host 127.0.0.1 --port "$sim_port" --data simulator/scanner-data.json \
   --analysis-delay-ms "${SIM_ANALYSIS_DELAY_MS:-1500}" --user admin --pass-file "$pass_file" --api "$SCANNER_API"
 # Any HTTP answer (even 401) means it is listening.
 wait_until 30 "scanner simulator on 127.0.0.1:$sim_port" curl -s -o /dev/null "http://127.0.0.1:$sim_port$sim_probe" ||

@@ -13,7 +13,6 @@ import { parseConfig } from './config.js';
 import { ConfigError, describeError } from './errors.js';
 import { startServer } from './http/server.js';
 import { createLogger } from './observability/logger.js';
-import { runSimulatorCli } from './simulator/cli.js';
 
 const USAGE = `usage: scangate <command> [options]
 
@@ -23,7 +22,6 @@ commands:
   check IMG..  judge images with the local rules and the scanner; --json, --timeout-ms N
                exit 0 allowed, 1 denied, 2 error (no verdict or bad configuration)
   ref IMG...   parse image references as the container runtime does (one JSON line each)
-  scanner-sim  run the Anchore-compatible scanner simulator (see --help)
 
 Settings come from the environment (ANCHORE_CLI_URL, ANCHORE_CLI_USER, ANCHORE_CLI_PASS,
 REJECT_IF_TIMEOUT, ...): see README.md.`;
@@ -156,8 +154,6 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       return runRef(rest, (line) => process.stdout.write(`${line}\n`));
-    case 'scanner-sim':
-      return runSimulatorCli(rest, process.env);
     case undefined:
     case 'help':
     case '--help':
@@ -174,7 +170,7 @@ main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
     // Keep-alive sockets and timers of a finished CLI command must not hold the process open.
-    if (process.argv[2] !== 'scanner-sim' && process.argv[2] !== 'serve') setImmediate(() => process.exit(code));
+    if (process.argv[2] !== 'serve') setImmediate(() => process.exit(code));
   },
   (error: unknown) => {
     if (error instanceof ConfigError) {

@@ -3,17 +3,19 @@
  * throwaway TLS files, small HTTP(S) helpers, /proc readings and the machine's description.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN_JS = join(ROOT, 'dist/src/main.js');
+/** The scanner simulator's entry point (its own package, simulator/; `make build` builds both). */
+export const SIMULATOR_MAIN_JS = join(ROOT, 'simulator/dist/main.js');
 export const SCANNER_DATA = join(BENCH_DIR, 'scanner-data.json');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -125,7 +127,18 @@ function startChild(args, env, logFile) {
 }
 
 /**
- * `scangate scanner-sim` on a free port with the bench data; admin helpers over its /_sim routes.
+ * The simulator's command line for the build whose scangate is `mainJs` (…/dist/src/main.js): its
+ * simulator package when it has one, else (builds before the simulator left the product) `main.js
+ * scanner-sim`.
+ */
+function simulatorCommand(mainJs) {
+  if (mainJs === MAIN_JS) return [SIMULATOR_MAIN_JS];
+  const own = join(dirname(mainJs), '../../simulator/dist/main.js');
+  return existsSync(own) ? [own] : [mainJs, 'scanner-sim'];
+}
+
+/**
+ * The scanner simulator on a free port with the bench data; admin helpers over its /_sim routes.
  * `api`: 'v1' (url `.../v1`) or 'v2' (Anchore Enterprise 5, v2 only; url is the bare origin, so
  * scangate detects the API as with its default settings). `port`: listen there instead of on a free
  * port (the breaker benchmark brings a scanner back on the port scangate was refused on). `mainJs`: the
@@ -136,7 +149,7 @@ export async function startSimulator(work, { analysisDelayMs = 0, api = 'v1', po
   // An earlier build's simulator (mainJs) may predate `--api`; it spoke v1 only.
   const apiArgs = mainJs === MAIN_JS || api !== 'v1' ? ['--api', api] : [];
   const proc = startChild(
-    [mainJs, 'scanner-sim', '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs), ...apiArgs],
+    [...simulatorCommand(mainJs), '--port', String(port), '--data', SCANNER_DATA, '--analysis-delay-ms', String(analysisDelayMs), ...apiArgs],
     {},
     join(work.dir, `simulator-${api}-${port}.log`),
   );

@@ -3,7 +3,7 @@
  * that every recorded exchange conforms to a contract. Real sockets on 127.0.0.1 only.
  */
 import assert from 'node:assert/strict';
-import { startScannerSimulator, type ScannerSimulator, type SimulatorOptions } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator, type SimulatorOptions } from '@scangate/simulator';
 import type { ApiContract, HttpExchange } from './openapi-contract.js';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.js';
 

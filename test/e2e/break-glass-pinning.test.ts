@@ -228,7 +228,7 @@ describe('e2e: break-glass and digest pinning against kube-apiserver', { skip: r
         e.simPort = await freePort();
         e.sim = LocalProcess.start(
           'scanner-sim',
-          ['dist/src/main.js', 'scanner-sim', '--host', '127.0.0.1', '--port', String(e.simPort), '--data', join(ROOT, 'samples/scanner-data.json'),
+          ['simulator/dist/main.js', '--host', '127.0.0.1', '--port', String(e.simPort), '--data', join(ROOT, 'simulator/scanner-data.json'),
             '--user', 'admin', '--pass-file', e.passFile],
           e.env(),
           join(e.localDir, 'scanner-sim.log'),

@@ -210,8 +210,8 @@ class Node {
     const fd = openSync(logFile, 'a');
     const child = spawn(
       'nsenter',
-      [`--net=/run/netns/${this.env['NETNS'] ?? ''}`, process.execPath, join(ROOT, 'dist/src/main.js'), 'scanner-sim', '--host', this.nodeIp,
-        '--port', String(SIM_PORT), '--data', join(ROOT, 'samples/scanner-data.json'), '--user', 'admin', '--pass-file', passFile],
+      [`--net=/run/netns/${this.env['NETNS'] ?? ''}`, process.execPath, join(ROOT, 'simulator/dist/main.js'), '--host', this.nodeIp,
+        '--port', String(SIM_PORT), '--data', join(ROOT, 'simulator/scanner-data.json'), '--user', 'admin', '--pass-file', passFile],
       { env: this.scriptEnv(), stdio: ['ignore', fd, fd], detached: true },
     );
     closeSync(fd);

@@ -175,8 +175,8 @@ export class Cluster {
     this.simPort = await freePort();
     this.sim = LocalProcess.start(
       'scanner-sim',
-      ['dist/src/main.js', 'scanner-sim', '--host', '127.0.0.1', '--port', String(this.simPort), '--data',
-        join(ROOT, 'samples/scanner-data.json'), '--user', 'admin', '--pass-file', this.passFile],
+      ['simulator/dist/main.js', '--host', '127.0.0.1', '--port', String(this.simPort), '--data',
+        join(ROOT, 'simulator/scanner-data.json'), '--user', 'admin', '--pass-file', this.passFile],
       this.env(),
       join(this.localDir, 'scanner-sim.log'),
       join(this.localDir, 'scanner-sim.pid'),

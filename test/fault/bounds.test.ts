@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
-import type { SimulatorData } from '../../src/simulator/data.js';
+import { startScannerSimulator, type ScannerSimulator, type SimulatorData } from '@scangate/simulator';
 import { admissionReview, makeTlsFiles, metricValue, request, startWebhook, type Webhook } from '../helpers/harness.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;

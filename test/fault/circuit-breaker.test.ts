@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MESSAGES } from '../../src/policy/decision.js';
-import type { ScannerSimulator } from '../../src/simulator/server.js';
+import type { ScannerSimulator } from '@scangate/simulator';
 import type { CircuitTransition } from '../../src/scanner/resilience.js';
 import { metricValue, request, startWebhook, type Webhook } from '../helpers/harness.js';
 import { closedPort, deploymentPodReview, startSimulator, waitFor } from '../helpers/fault-harness.js';

@@ -9,7 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import type { ScannerSimulator } from '../../src/simulator/server.js';
+import type { ScannerSimulator } from '@scangate/simulator';
 import { admissionReview, makeTlsFiles, request, startWebhook, type HttpResult, type Webhook } from '../helpers/harness.js';
 import { deploymentPodReview, FAILING_IMAGE, PASSING_IMAGE, startSimulator, assertCleanPass } from '../helpers/fault-harness.js';
 

@@ -6,8 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { ScannerSimulator } from '../../src/simulator/server.js';
-import type { FaultConfig } from '../../src/simulator/faults.js';
+import type { FaultConfig, ScannerSimulator } from '@scangate/simulator';
 import { metricValue, request, startWebhook } from '../helpers/harness.js';
 import { closedPort, deploymentPodReview, FAILING_IMAGE, startResettingServer, startSimulator, assertCleanPass } from '../helpers/fault-harness.js';
 

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { ScannerSimulator } from '../../src/simulator/server.js';
+import type { ScannerSimulator } from '@scangate/simulator';
 import { FAILING_IMAGE, PASSING_IMAGE, startSimulator } from '../helpers/fault-harness.js';
 import { admissionReview, request, startWebhook, type Webhook } from '../helpers/harness.js';
 

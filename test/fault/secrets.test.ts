@@ -11,7 +11,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { FaultConfig, ScannerSimulator } from '../../src/simulator/server.js';
+import type { FaultConfig, ScannerSimulator } from '@scangate/simulator';
 import {
   closedPort,
   deploymentPodReview,

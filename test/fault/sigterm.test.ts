@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { ScannerSimulator } from '../../src/simulator/server.js';
+import type { ScannerSimulator } from '@scangate/simulator';
 import { makeTlsFiles } from '../helpers/harness.js';
 import {
   deploymentPodReview,

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FaultConfig, ScannerSimulator } from '../../src/simulator/server.js';
+import type { FaultConfig, ScannerSimulator } from '@scangate/simulator';
 import { admissionReview, imageReview, metricValue } from '../helpers/harness.js';
 import {
   deploymentPodReview,

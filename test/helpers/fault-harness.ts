@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { startScannerSimulator, type ScannerSimulator, type SimulatorData, type SimulatorOptions } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator, type SimulatorData, type SimulatorOptions } from '@scangate/simulator';
 import { makeTlsFiles, type HttpResult } from './harness.js';
 
 export { deploymentPodReview } from './pod-review.js';
@@ -20,7 +20,7 @@ export const MAIN_JS = fileURLToPath(new URL('../../src/main.js', import.meta.ur
 export const FAILING_IMAGE = 'docker.io/apache/struts2:2.3.12';
 export const PASSING_IMAGE = 'docker.io/library/nginx:1.25.3';
 
-/** The suite's own scanner data, so it does not depend on samples/ changing under it. */
+/** The suite's own scanner data, so it does not depend on the simulator's sample data changing under it. */
 export const FAULT_DATA: SimulatorData = {
   description: 'scangate fault suite',
   repositories: {

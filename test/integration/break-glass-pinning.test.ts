@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { BREAK_GLASS_MESSAGES } from '../../src/policy/break-glass.js';
 import { MESSAGES } from '../../src/policy/decision.js';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 import { admissionReview, metricValue, request, startWebhook, type PodSpecInput, type Webhook } from '../helpers/harness.js';
 import { workloadObject, workloadReview } from '../helpers/workload-review.js';
 

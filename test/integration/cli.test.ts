@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 let sim: ScannerSimulator;

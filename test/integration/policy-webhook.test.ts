@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { MESSAGES, WORKLOAD_WITHOUT_VERDICT } from '../../src/policy/decision.js';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 import { metricValue, request, startWebhook, type Webhook } from '../helpers/harness.js';
 import { podUpdateReview, workloadReview, WORKLOAD_TYPES, type WorkloadKindName } from '../helpers/workload-review.js';
 

@@ -17,7 +17,7 @@ import type { ScanVerdict } from '../../src/policy/types.js';
 import { parseImageReference } from '../../src/reference/parse-reference.js';
 import { createAnchoreClient } from '../../src/scanner/anchore-client.js';
 import type { ApiVersionSetting } from '../../src/scanner/api-version.js';
-import { startScannerSimulator, type ScannerSimulator, type SimulatorApi, type SimulatorData } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator, type SimulatorApi, type SimulatorData } from '@scangate/simulator';
 import { LogCapture, metricValue, request, startWebhook } from '../helpers/harness.js';
 import { deploymentPodReview } from '../helpers/pod-review.js';
 

@@ -5,8 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runSimulatorCli } from '../../src/simulator/cli.js';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { runSimulatorCli, startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 
 const STRUTS = 'docker.io/kaizheh/apache-struts2-cve-2017-5638:2.3.12';
 const NGINX = 'docker.io/library/nginx:1.25.3';

@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runSimulatorCli } from '../../src/simulator/cli.js';
-import { SimulatorConfigError, startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { runSimulatorCli, SIMULATOR_MAIN_JS, SimulatorConfigError, startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 
 const STRUTS = 'docker.io/kaizheh/apache-struts2-cve-2017-5638:latest';
 const NGINX = 'docker.io/library/nginx:1.25.3';
@@ -561,11 +560,10 @@ describe('scanner-sim CLI', () => {
   it('starts, logs one JSON line without the password, serves, and exits 0 on SIGTERM', async () => {
     const passFile = join(dir, 'pass');
     await writeFile(passFile, 's3cret-pass\n');
-    const cli = new URL('../../src/simulator/cli.js', import.meta.url).href;
-    const script = `import(${JSON.stringify(cli)}).then((m) => m.runSimulatorCli(process.argv.slice(1), process.env)).then((code) => process.exit(code));`;
+    // The package's own entry point (simulator/dist/main.js), as the demo, e2e suite and benches run it.
     const child = spawn(
       process.execPath,
-      ['--input-type=module', '-e', script, '--', '--port', '0', '--user', 'ci', '--pass-file', passFile, '--analysis-delay-ms', '0'],
+      [SIMULATOR_MAIN_JS, '--port', '0', '--user', 'ci', '--pass-file', passFile, '--analysis-delay-ms', '0'],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ANCHORE_CLI_PASS: 'from-env' } },
     );
     let stdout = '';
@@ -625,6 +623,6 @@ describe('scanner-sim CLI', () => {
     assert.match(text, /--faults/);
     const help: string[] = [];
     assert.equal(await runSimulatorCli(['--help'], {}, { stdout: { write: (t: string) => help.push(t) } }), 0);
-    assert.match(help.join(''), /usage: scangate scanner-sim/);
+    assert.match(help.join(''), /usage: scanner-sim/);
   });
 });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 import { admissionReview, makeTlsFiles, request, startWebhook, type Webhook } from '../helpers/harness.js';
 
 let sim: ScannerSimulator;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { MESSAGES } from '../../src/policy/decision.js';
-import { startScannerSimulator, type ScannerSimulator } from '../../src/simulator/server.js';
+import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 import { admissionReview, imageReview, metricValue, request, startWebhook, type Webhook } from '../helpers/harness.js';
 
 const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638:2.3.12';

@@ -10,12 +10,12 @@ import {
   loadSimulatorData,
   resolveSimulatorData,
   SAMPLE_DATA_URL,
-} from '../../src/simulator/data.js';
-import { SimulatorConfigError } from '../../src/simulator/errors.js';
+} from '@scangate/simulator/internal/data';
+import { SimulatorConfigError } from '@scangate/simulator/internal/errors';
 
 describe('simulator data file', () => {
-  it('finds samples/scanner-data.json from the compiled file', () => {
-    assert.match(fileURLToPath(SAMPLE_DATA_URL), /\/samples\/scanner-data\.json$/);
+  it('finds simulator/scanner-data.json from the compiled file', () => {
+    assert.match(fileURLToPath(SAMPLE_DATA_URL), /\/simulator\/scanner-data\.json$/);
     assert.doesNotMatch(fileURLToPath(SAMPLE_DATA_URL), /\/dist\//);
   });
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { beforeEach, describe, it } from 'node:test';
-import { resolveSimulatorData, type SimulatorData } from '../../src/simulator/data.js';
-import { SimulatorEngine, type SubmitRequest } from '../../src/simulator/engine.js';
-import { AnchoreApiError } from '../../src/simulator/errors.js';
-import { FaultInjector } from '../../src/simulator/faults.js';
-import { parseSimImageRef } from '../../src/simulator/reference.js';
+import { resolveSimulatorData, type SimulatorData } from '@scangate/simulator/internal/data';
+import { SimulatorEngine, type SubmitRequest } from '@scangate/simulator/internal/engine';
+import { AnchoreApiError } from '@scangate/simulator/internal/errors';
+import { FaultInjector } from '@scangate/simulator/internal/faults';
+import { parseSimImageRef } from '@scangate/simulator/internal/reference';
 
 const NGINX_DIGEST = `sha256:${'1'.repeat(64)}`;
 const PINNED = `sha256:${'2'.repeat(64)}`;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SimulatorConfigError } from '../../src/simulator/errors.js';
-import { FaultInjector, ImageMatcher, parseFaultConfig } from '../../src/simulator/faults.js';
+import { SimulatorConfigError } from '@scangate/simulator/internal/errors';
+import { FaultInjector, ImageMatcher, parseFaultConfig } from '@scangate/simulator/internal/faults';
 
 const image = (fulltag: string, repository: string) => ({ fulltag, repository });
 

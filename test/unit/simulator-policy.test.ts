@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { resolveSimulatorData, type SimVulnerability } from '../../src/simulator/data.js';
-import { checkOutputOf, evaluatePolicy, policyBundleOf } from '../../src/simulator/policy.js';
+import { resolveSimulatorData, type SimVulnerability } from '@scangate/simulator/internal/data';
+import { checkOutputOf, evaluatePolicy, policyBundleOf } from '@scangate/simulator/internal/policy';
 
 const policy = resolveSimulatorData({}).policies[0];
 if (policy === undefined) throw new Error('default policy missing');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { fulltagOf, normalizeFulltag, parseSimImageRef } from '../../src/simulator/reference.js';
+import { fulltagOf, normalizeFulltag, parseSimImageRef } from '@scangate/simulator/internal/reference';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 

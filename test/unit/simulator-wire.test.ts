@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { AnchoreApiError } from '../../src/simulator/errors.js';
-import { fulltagOf } from '../../src/simulator/reference.js';
-import { checkJson, isoSeconds, parseAddImageBody } from '../../src/simulator/wire.js';
-import { resolveSimulatorData } from '../../src/simulator/data.js';
-import { evaluatePolicy } from '../../src/simulator/policy.js';
+import { AnchoreApiError } from '@scangate/simulator/internal/errors';
+import { fulltagOf } from '@scangate/simulator/internal/reference';
+import { checkJson, isoSeconds, parseAddImageBody } from '@scangate/simulator/internal/wire';
+import { resolveSimulatorData } from '@scangate/simulator/internal/data';
+import { evaluatePolicy } from '@scangate/simulator/internal/policy';
 
 const D1 = `sha256:${'a'.repeat(64)}`;
 const D2 = `sha256:${'b'.repeat(64)}`;

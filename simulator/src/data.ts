@@ -1,5 +1,5 @@
 /**
- * The simulator's data file (samples/scanner-data.json): which images have which vulnerabilities,
+ * The simulator's data file (simulator/scanner-data.json): which images have which vulnerabilities,
  * which digests tags resolve to, and which policy bundles exist. Validated with zod; every problem
  * is reported at once with its JSON path.
  *
@@ -214,10 +214,10 @@ export async function loadSimulatorData(file: string | URL): Promise<SimulatorDa
 }
 
 /**
- * samples/scanner-data.json, located from the compiled file (dist/src/simulator/data.js, three
- * levels below the package root) so it is found from any working directory.
+ * The package's scanner-data.json, located from the compiled file (simulator/dist/data.js, one level
+ * below the package root) so it is found from any working directory.
  */
-export const SAMPLE_DATA_URL = new URL('../../../samples/scanner-data.json', import.meta.url);
+export const SAMPLE_DATA_URL = new URL('../scanner-data.json', import.meta.url);
 
 let sampleData: Promise<SimulatorData> | undefined;
 

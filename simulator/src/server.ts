@@ -4,23 +4,9 @@
  * (`api`), from one engine: the same images, lifecycle, verdicts and faults whichever API asks. The
  * real scanner client must work unchanged against it.
  *
- * v1 routes (under `basePath`, default /v1; HTTP Basic auth on every call except the `GET {base}` ping):
- *   POST {base}/images                       addImage      (array of AnchoreImage)
- *   GET  {base}/images[?fulltag=]            listImages
- *   GET  {base}/images/{digest}              getImage
- *   GET  {base}/images/{digest}/check?tag=   check         ([{digest: {tag: [evaluation]}}])
- *   GET  {base}/images/{digest}/vuln[/{all|os|non-os}]   vuln
- *   GET  {base}/status                       service status
- * and `GET /version` (ServiceVersion with `"api": {}`, as the engine answers).
- * v2 routes (under `v2BasePath`, default /v2; Basic auth except version and ping):
- *   GET  {v2}/version                        version       (ServiceVersion, api.version "2")
- *   GET  {v2}/                               ping          ("v2")
- *   POST {v2}/images[?force&auto_subscribe]  addImage      (one AnchoreImage)
- *   GET  {v2}/images[?full_tag=]             listImages    ({"items": [...]})
- *   GET  {v2}/images/{image_digest}          getImage
- *   GET  {v2}/images/{image_digest}/check?tag=[&policy_id]   check   (PolicyEvaluation)
- * v2 refuses query parameters its spec does not declare (400), and errors are `ApiErrorResponse`
- * (`{code, error_type, message, detail}`; v1: `{message, httpcode, detail}`).
+ * Each API is a route table of its own (routes-v1.ts, routes-v2.ts) on shared plumbing (routing.ts);
+ * this module owns the server: which API a path belongs to, counters, recording, faults, auth and
+ * the admin routes. Outside the API bases it answers Anchore Engine's `GET /version` (with v1).
  *
  * The digest in a path is taken as sent, never percent-decoded: `sha256%3A...` is not `sha256:...`
  * (a server or proxy need not decode `%3A`), so v1 finds no such image (404) and v2 refuses it
@@ -37,24 +23,23 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { loadSampleSimulatorData, resolveSimulatorData, type SimulatorData } from './data.js';
-import { SimulatorEngine, type VulnerabilityType } from './engine.js';
+import { SimulatorEngine } from './engine.js';
 import { AnchoreApiError, SimulatorConfigError } from './errors.js';
 import { FaultInjector, parseFaultConfig, type FaultConfig, type RouteOperation, type TransportFault } from './faults.js';
-import { fulltagOf, normalizeFulltag } from './reference.js';
-import { checkJson, errorJson, imageRecordJson, parseAddImageBody, vulnerabilitiesJson } from './wire.js';
+import { createV1Api, versionJsonV1 } from './routes-v1.js';
+import { createV2Api } from './routes-v2.js';
 import {
-  apiErrorJsonV2,
-  checkJsonV2,
-  checkQueryV2,
-  errorJsonV2,
-  imageRecordJsonV2,
-  parseAddImageBodyV2,
-  versionJsonV2,
-} from './wire-v2.js';
-
-export { loadSimulatorData, loadSampleSimulatorData, SAMPLE_DATA_URL, type SimulatorData } from './data.js';
-export { parseFaultConfig, type FaultConfig, type SimOperation } from './faults.js';
-export { AnchoreApiError, SimulatorConfigError, SimulatorError } from './errors.js';
+  BodyTooLargeError,
+  matchRoute,
+  normalizeBasePath,
+  parseJsonOrText,
+  readBody,
+  sendJson,
+  type Api,
+  type ApiVersion,
+  type RouteDeps,
+  type TagStats,
+} from './routing.js';
 
 /** Which Anchore API the simulator serves. */
 export type SimulatorApi = 'v1' | 'v2' | 'both';
@@ -79,18 +64,12 @@ export interface SimulatorOptions {
   password?: string | undefined;
   /** Default 0: time from the first POST /images of an image until it is 'analyzed'. */
   analysisDelayMs?: number | undefined;
-  /** Default: samples/scanner-data.json. Validated at start (SimulatorConfigError). */
+  /** Default: the package's scanner-data.json. Validated at start (SimulatorConfigError). */
   data?: SimulatorData | undefined;
   faults?: FaultConfig | undefined;
   logger?: { info(obj: object, msg?: string): void } | undefined;
   /** Clock for the analysis lifecycle (default Date.now); lets unit tests move time. */
   now?: (() => number) | undefined;
-}
-
-export interface TagStats {
-  addImage: number;
-  getImage: number;
-  check: number;
 }
 
 /**
@@ -163,8 +142,6 @@ export interface ScannerSimulator {
   close(): Promise<void>;
 }
 
-const MAX_BODY_BYTES = 1024 * 1024;
-const SIMULATED_VERSION = '0.9.4-scangate-sim';
 
 function freshStats(): SimulatorStats {
   return {
@@ -187,96 +164,20 @@ function freshStats(): SimulatorStats {
   };
 }
 
-function normalizeBasePath(basePath: string): string {
-  const trimmed = basePath.replace(/\/+$/, '');
-  if (trimmed === '') return '';
-  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
-}
-
 function digestOfSecret(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    ...headers,
-  });
-  res.end(text);
-}
-
-type Api = 'v1' | 'v2';
-
-/** An error body in the API's own shape. */
-function errorBody(api: Api, status: number, message: string, detail: Record<string, unknown> = {}): unknown {
-  return api === 'v2' ? errorJsonV2(status, message, detail) : errorJson(status, message, detail);
-}
-
+/** Answers an error in the shape of `version`'s API. */
 function sendError(
   res: http.ServerResponse,
+  version: ApiVersion,
   status: number,
   message: string,
   detail: Record<string, unknown> = {},
   headers: Record<string, string> = {},
-  api: Api = 'v1',
 ): void {
-  sendJson(res, status, errorBody(api, status, message, detail), headers);
-}
-
-class BodyTooLargeError extends Error {}
-
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new BodyTooLargeError());
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      resolve(Buffer.concat(chunks));
-    });
-    req.on('error', reject);
-  });
-}
-
-interface Route {
-  readonly operation: RouteOperation;
-  /** Whether Basic auth is required. */
-  readonly auth: boolean;
-  readonly run: (ctx: RequestContext) => void;
-}
-
-interface RequestContext {
-  readonly res: http.ServerResponse;
-  readonly query: URLSearchParams;
-  readonly body: Buffer;
-}
-
-function queryFlag(query: URLSearchParams, name: string, fallback: boolean): boolean {
-  const value = query.get(name);
-  if (value === null || value === '') return fallback;
-  return /^(true|1|yes)$/i.test(value);
-}
-
-/** The spec's path pattern of `{image_digest}` (v2). */
-const V2_DIGEST_PATTERN = /^sha256:[a-fA-F0-9]{64}$/;
-
-function parseJsonOrText(text: string): unknown {
-  if (text === '') return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
+  sendJson(res, status, version.errorBody(status, message, detail), headers);
 }
 
 class Simulator implements ScannerSimulator {
@@ -296,6 +197,7 @@ class Simulator implements ScannerSimulator {
   private readonly timers = new Set<NodeJS.Timeout>();
   private closing: Promise<void> | undefined;
   private listening: { origin: string; port: number } | undefined;
+  private readonly apis: { readonly v1: ApiVersion; readonly v2: ApiVersion };
 
   constructor(server: http.Server, engine: SimulatorEngine, options: SimulatorOptions, basePath: string, v2BasePath: string) {
     this.server = server;
@@ -308,6 +210,7 @@ class Simulator implements ScannerSimulator {
     this.passwordDigest = digestOfSecret(options.password ?? 'foobar');
     this.faults = new FaultInjector(options.faults ?? {});
     this.engine.setFaults(this.faults);
+    this.apis = { v1: createV1Api(this.routeDeps(basePath)), v2: createV2Api(this.routeDeps(v2BasePath)) };
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
@@ -315,9 +218,21 @@ class Simulator implements ScannerSimulator {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         this.options.logger?.info({ err: String(err) }, 'scanner simulator: request failed');
-        sendError(res, 500, 'internal error in scanner simulator');
+        sendError(res, this.apis.v1, 500, 'internal error in scanner simulator');
       });
     });
+  }
+
+  private routeDeps(basePath: string): RouteDeps {
+    return {
+      engine: this.engine,
+      user: this.user,
+      basePath,
+      tagStats: (fulltag) => this.tagStats(fulltag),
+      count: (counter) => {
+        this.counters[counter] += 1;
+      },
+    };
   }
 
   private get servesV1(): boolean {
@@ -445,14 +360,14 @@ class Simulator implements ScannerSimulator {
     const pathname = q === -1 ? rawUrl : rawUrl.slice(0, q);
     const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
     const method = req.method ?? 'GET';
-    const defaultApi: Api = this.servesV1 ? 'v1' : 'v2';
+    const defaultApi = this.servesV1 ? this.apis.v1 : this.apis.v2;
 
     let body: Buffer;
     try {
       body = await readBody(req);
     } catch (err) {
       if (err instanceof BodyTooLargeError) {
-        sendError(res, 413, 'request body too large', {}, {}, defaultApi);
+        sendError(res, defaultApi, 413, 'request body too large');
         return;
       }
       throw err;
@@ -467,17 +382,17 @@ class Simulator implements ScannerSimulator {
       return;
     }
     if (pathname === '/version' && method === 'GET' && this.servesV1) {
-      // Anchore Engine's answer: an empty `api`, which is how a v1 server tells itself apart.
-      sendJson(res, 200, { service: { version: SIMULATED_VERSION }, api: {}, db: { schema_version: '0.0.0' } });
+      sendJson(res, 200, versionJsonV1());
       return;
     }
     const target = this.apiOf(pathname);
     if (target === undefined) {
-      sendError(res, 404, 'not found', { path: pathname }, {}, defaultApi);
+      sendError(res, defaultApi, 404, 'not found', { path: pathname });
       return;
     }
     const { api, rest } = target;
-    const route = api === 'v1' ? this.routeV1(method, rest, query, body) : this.routeV2(method, rest, query, body);
+    const version = this.apis[api];
+    const route = matchRoute(version, method, rest, query, body);
     const counters = this.counters;
     counters.total += 1;
     counters.byApi[api] += 1;
@@ -496,19 +411,19 @@ class Simulator implements ScannerSimulator {
     }
     if (decision.fault !== undefined) {
       counters.faulted += 1;
-      this.answerFault(api, decision.fault, route.operation, res);
+      this.answerFault(version, decision.fault, route.operation, res);
       return;
     }
     if (route.auth && !this.authorized(req.headers.authorization)) {
       counters.unauthorized += 1;
-      sendError(res, 401, 'Unauthorized', {}, { 'www-authenticate': 'Basic realm="Authentication required"' }, api);
+      sendError(res, version, 401, 'Unauthorized', {}, { 'www-authenticate': 'Basic realm="Authentication required"' });
       return;
     }
     try {
-      route.run({ res, query, body });
+      route.run(res);
     } catch (err) {
       if (err instanceof AnchoreApiError) {
-        sendJson(res, err.httpcode, api === 'v2' ? apiErrorJsonV2(err) : err.toBody());
+        sendJson(res, err.httpcode, version.apiErrorBody(err));
         return;
       }
       throw err;
@@ -585,8 +500,8 @@ class Simulator implements ScannerSimulator {
     return userOk && passOk;
   }
 
-  private answerFault(api: Api, fault: TransportFault, operation: RouteOperation, res: http.ServerResponse): void {
-    this.options.logger?.info({ fault: fault.kind, operation, api }, 'scanner simulator: fault injected');
+  private answerFault(version: ApiVersion, fault: TransportFault, operation: RouteOperation, res: http.ServerResponse): void {
+    this.options.logger?.info({ fault: fault.kind, operation, api: version.api }, 'scanner simulator: fault injected');
     switch (fault.kind) {
       case 'hang':
         // Never answered; close() destroys the socket.
@@ -596,259 +511,18 @@ class Simulator implements ScannerSimulator {
         if (fault.retryAfterSeconds !== undefined) headers['retry-after'] = String(fault.retryAfterSeconds);
         if (fault.status === 401) headers['www-authenticate'] = 'Basic realm="Authentication required"';
         const text = http.STATUS_CODES[fault.status] ?? 'error';
-        sendError(res, fault.status, `simulated fault: ${text}`, { simulated: true }, headers, api);
+        sendError(res, version, fault.status, `simulated fault: ${text}`, { simulated: true }, headers);
         return;
       }
       case 'malformed': {
-        const text = api === 'v2' ? '{"image_digest": "sha256:<truncated' : '{"imageDigest": "sha256:<truncated';
+        const text = version.malformedText;
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
         return;
       }
       case 'wrongShape':
-        sendJson(
-          res,
-          200,
-          api === 'v2' || operation === 'vuln'
-            ? ['simulated wrong shape: an array where an object is expected']
-            : { simulated: 'wrong shape: an object where an array is expected' },
-        );
+        sendJson(res, 200, version.wrongShape(operation));
         return;
     }
-  }
-
-  private routeV1(method: string, rest: string, query: URLSearchParams, body: Buffer): Route {
-    const notFound: Route = {
-      operation: 'other',
-      auth: true,
-      run: ({ res }) => {
-        sendError(res, 404, 'not found', { path: `${this.basePath}${rest}` });
-      },
-    };
-    const notAllowed = (operation: RouteOperation): Route => ({
-      operation,
-      auth: true,
-      run: ({ res }) => {
-        sendError(res, 405, `method ${method} not allowed`, {});
-      },
-    });
-
-    if (rest === '' || rest === '/') {
-      if (method !== 'GET') return notAllowed('other');
-      return {
-        operation: 'other',
-        auth: false,
-        run: ({ res }) => {
-          sendJson(res, 200, 'v1');
-        },
-      };
-    }
-    if (rest === '/status') {
-      if (method !== 'GET') return notAllowed('other');
-      const status = { available: true, busy: false, up: true, message: 'all good', version: SIMULATED_VERSION, db_version: '0.0.0', detail: {} };
-      return {
-        operation: 'other',
-        auth: true,
-        run: ({ res }) => {
-          sendJson(res, 200, status);
-        },
-      };
-    }
-    const parts = rest.split('/').slice(1);
-    if (parts[0] !== 'images') return notFound;
-
-    if (parts.length === 1) {
-      if (method === 'POST') return this.addImageRoute('v1', query, body);
-      if (method === 'GET') {
-        return {
-          operation: 'listImages',
-          auth: true,
-          run: ({ res }) => {
-            const fulltag = query.get('fulltag') ?? undefined;
-            sendJson(res, 200, this.engine.listImages(fulltag === '' ? undefined : fulltag).map((v) => imageRecordJson(v, this.user)));
-          },
-        };
-      }
-      return notAllowed('other');
-    }
-
-    // As sent: `sha256%3A...` names no image (see the module comment).
-    const digest = parts[1] ?? '';
-
-    if (parts.length === 2) {
-      if (method !== 'GET') return notAllowed('getImage');
-      for (const tag of this.engine.tagsOf(digest)) this.tagStats(tag).getImage += 1;
-      return {
-        operation: 'getImage',
-        auth: true,
-        run: ({ res }) => {
-          sendJson(res, 200, [imageRecordJson(this.engine.getImage(digest), this.user)]);
-        },
-      };
-    }
-    if (parts.length === 3 && parts[2] === 'check') {
-      if (method !== 'GET') return notAllowed('check');
-      const tag = query.get('tag');
-      if (tag !== null && tag !== '') this.tagStats(normalizeFulltag(tag)).check += 1;
-      return {
-        operation: 'check',
-        auth: true,
-        run: ({ res }) => {
-          if (tag === null || tag === '') throw new AnchoreApiError(400, "Missing query parameter 'tag'", { parameter: 'tag' });
-          const policyId = query.get('policyId');
-          const result = this.engine.check(digest, tag, policyId === null || policyId === '' ? undefined : policyId);
-          sendJson(res, 200, checkJson(result, queryFlag(query, 'detail', true)));
-        },
-      };
-    }
-    if (parts[2] === 'vuln' && (parts.length === 3 || parts.length === 4)) {
-      if (method !== 'GET') return notAllowed('vuln');
-      const type = parts[3];
-      return {
-        operation: 'vuln',
-        auth: true,
-        run: ({ res }) => {
-          if (type === undefined) {
-            this.engine.getImage(digest);
-            sendJson(res, 200, ['os', 'non-os', 'all']);
-            return;
-          }
-          if (type !== 'all' && type !== 'os' && type !== 'non-os') {
-            throw new AnchoreApiError(404, `content type (${type}) not available`, {});
-          }
-          const vulnType: VulnerabilityType = type;
-          const found = this.engine.vulnerabilities(digest, vulnType);
-          sendJson(res, 200, vulnerabilitiesJson(digest, vulnType, found.vulnerabilities));
-        },
-      };
-    }
-    return notFound;
-  }
-
-  private routeV2(method: string, rest: string, query: URLSearchParams, body: Buffer): Route {
-    const notFound: Route = {
-      operation: 'other',
-      auth: true,
-      run: ({ res }) => {
-        sendError(res, 404, 'not found', { path: `${this.v2BasePath}${rest}` }, {}, 'v2');
-      },
-    };
-    const notAllowed = (operation: RouteOperation): Route => ({
-      operation,
-      auth: true,
-      run: ({ res }) => {
-        sendError(res, 405, `method ${method} not allowed`, {}, {}, 'v2');
-      },
-    });
-
-    if (rest === '' || rest === '/') {
-      if (method !== 'GET') return notAllowed('other');
-      return {
-        operation: 'other',
-        auth: false,
-        run: ({ res }) => {
-          sendJson(res, 200, 'v2');
-        },
-      };
-    }
-    if (rest === '/version') {
-      if (method !== 'GET') return notAllowed('version');
-      return {
-        operation: 'version',
-        // `x-anchore-authz-action: None`: Anchore's own admission controller calls it without credentials.
-        auth: false,
-        run: ({ res }) => {
-          checkQueryV2('version', query);
-          sendJson(res, 200, versionJsonV2(SIMULATED_VERSION));
-        },
-      };
-    }
-    const parts = rest.split('/').slice(1);
-    if (parts[0] !== 'images') return notFound;
-
-    if (parts.length === 1) {
-      if (method === 'POST') return this.addImageRoute('v2', query, body);
-      if (method === 'GET') {
-        return {
-          operation: 'listImages',
-          auth: true,
-          run: ({ res }) => {
-            checkQueryV2('listImages', query);
-            const fullTag = query.get('full_tag') ?? undefined;
-            const items = this.engine.listImages(fullTag === '' ? undefined : fullTag).map((v) => imageRecordJsonV2(v, this.user));
-            sendJson(res, 200, { items });
-          },
-        };
-      }
-      return notAllowed('other');
-    }
-
-    const digest = parts[1] ?? '';
-    const checkDigest = (): void => {
-      if (!V2_DIGEST_PATTERN.test(digest)) {
-        throw new AnchoreApiError(400, `'${digest}' does not match '^sha256:[a-fA-F0-9]{64}$' - 'image_digest'`, { parameter: 'image_digest' });
-      }
-    };
-    if (parts.length === 2) {
-      if (method !== 'GET') return notAllowed('getImage');
-      for (const tag of this.engine.tagsOf(digest)) this.tagStats(tag).getImage += 1;
-      return {
-        operation: 'getImage',
-        auth: true,
-        run: ({ res }) => {
-          checkDigest();
-          checkQueryV2('getImage', query);
-          sendJson(res, 200, imageRecordJsonV2(this.engine.getImage(digest.toLowerCase()), this.user));
-        },
-      };
-    }
-    if (parts.length === 3 && parts[2] === 'check') {
-      if (method !== 'GET') return notAllowed('check');
-      const tag = query.get('tag');
-      if (tag !== null && tag !== '') this.tagStats(normalizeFulltag(tag)).check += 1;
-      return {
-        operation: 'check',
-        auth: true,
-        run: ({ res }) => {
-          checkDigest();
-          checkQueryV2('check', query);
-          if (tag === null || tag === '') throw new AnchoreApiError(400, "'tag' is a required query parameter", { parameter: 'tag' });
-          const policyId = query.get('policy_id');
-          const result = this.engine.check(digest.toLowerCase(), tag, policyId === null || policyId === '' ? undefined : policyId);
-          sendJson(res, 200, checkJsonV2(result, queryFlag(query, 'detail', true)));
-        },
-      };
-    }
-    return notFound;
-  }
-
-  private addImageRoute(api: Api, query: URLSearchParams, body: Buffer): Route {
-    const force = queryFlag(query, 'force', false);
-    if (force) this.counters.forced += 1;
-    if (queryFlag(query, api === 'v2' ? 'auto_subscribe' : 'autosubscribe', true)) this.counters.autosubscribed += 1;
-    // Parsed before the fault decision so that faulted submissions still count per tag.
-    let parsed: ReturnType<typeof parseAddImageBody> | AnchoreApiError;
-    try {
-      const json: unknown = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
-      parsed = api === 'v2' ? parseAddImageBodyV2(json) : parseAddImageBody(json);
-    } catch (err) {
-      parsed =
-        err instanceof AnchoreApiError
-          ? err
-          : new AnchoreApiError(400, 'Could not validate request due to error: request body is not valid JSON', {
-              validation_error: (err as Error).message,
-            });
-    }
-    if (!(parsed instanceof AnchoreApiError)) this.tagStats(fulltagOf(parsed.ref)).addImage += 1;
-    return {
-      operation: 'addImage',
-      auth: true,
-      run: ({ res }) => {
-        if (api === 'v2') checkQueryV2('addImage', query);
-        if (parsed instanceof AnchoreApiError) throw parsed;
-        const image = this.engine.submit(parsed, force);
-        sendJson(res, 200, api === 'v2' ? imageRecordJsonV2(image, this.user) : [imageRecordJson(image, this.user)]);
-      },
-    };
   }
 
   private get user(): string {
@@ -896,7 +570,7 @@ class Simulator implements ScannerSimulator {
           sendJson(res, 200, { reset: true });
           return;
         default:
-          sendError(res, 404, 'unknown simulator admin route', { path: pathname, method });
+          sendError(res, this.apis.v1, 404, 'unknown simulator admin route', { path: pathname, method });
       }
     } catch (err) {
       if (err instanceof SimulatorConfigError) {

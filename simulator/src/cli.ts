@@ -1,6 +1,6 @@
 /**
- * `scangate scanner-sim`: runs the scanner simulator until SIGINT/SIGTERM. The composition root
- * (src/main.ts) hands over argv and env; this is the only simulator module that reads them or
+ * `scanner-sim` (`node simulator/dist/main.js`): runs the scanner simulator until SIGINT/SIGTERM. The
+ * entry point (main.ts) hands over argv and env; this is the only simulator module that reads them or
  * handles signals.
  */
 import { readFile } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { SimulatorConfigError } from './errors.js';
 import { parseFaultConfig } from './faults.js';
 import { SIMULATOR_APIS, startScannerSimulator, type SimulatorApi, type SimulatorOptions } from './server.js';
 
-export const SIMULATOR_USAGE = `usage: scangate scanner-sim [options]
+export const SIMULATOR_USAGE = `usage: scanner-sim [options]   (node simulator/dist/main.js, or make scanner-sim ARGS="...")
 
 Runs an Anchore API simulator until SIGINT/SIGTERM: Anchore Engine's v1 API, Anchore
 Enterprise's v2 API, or both, with the same images, analysis lifecycle, verdicts and faults.
@@ -22,7 +22,7 @@ Enterprise's v2 API, or both, with the same images, analysis lifecycle, verdicts
   --port N                  listen port (default 8228; 0 = ephemeral)
   --base-path PATH          v1 API prefix (default /v1; ANCHORE_CLI_URL = http://HOST:PORT/v1)
   --v2-base-path PATH       v2 API prefix (default /v2; ANCHORE_CLI_URL = http://HOST:PORT)
-  --data FILE               scanner data file (default: samples/scanner-data.json)
+  --data FILE               scanner data file (default: simulator/scanner-data.json)
   --analysis-delay-ms N     time from submission to 'analyzed' (default 0)
   --user USER               Basic auth user (default: $ANCHORE_CLI_USER, else admin)
   --pass PASS               Basic auth password (default: $ANCHORE_CLI_PASS, else foobar)

@@ -18,6 +18,10 @@ node_modules: package-lock.json
 build: node_modules ## Compile TypeScript (src/ and test/) into dist/
 	rm -rf dist && npx tsc -p tsconfig.json
 
+.PHONY: settings
+settings: build ## Rewrite the README's settings table and deploy.sh's CONFIG_KEYS from src/settings.ts
+	$(NODE) scripts/gen-settings.mjs
+
 .PHONY: unit
 unit: build ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
 	$(NODE) --test $(TEST_FLAGS) dist/test/unit/*.test.js

@@ -12,6 +12,11 @@ import { createAnchoreClient } from './scanner/anchore-client.js';
 import { plainHttpAuthWarning } from './scanner/credentials.js';
 import { createScannerTransport, type ScannerTransport } from './scanner/resilience.js';
 
+const KUBE_CONTROLLERS: readonly string[] = [
+  'system:kube-controller-manager',
+  ...['replicaset', 'replication', 'statefulset', 'daemon-set', 'job', 'deployment', 'cronjob'].map((c) => `system:serviceaccount:kube-system:${c}-controller`),
+];
+
 export interface Scangate {
   readonly config: Config;
   readonly cache: VerdictCache;
@@ -99,7 +104,10 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     maxInflightBodyBytes: config.server.maxInflightBodyBytes,
     state,
     modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
-    breakGlass: config.breakGlass,
+    // Until the proof scangate writes into a vetted template (issue 15) replaces it, the controllers'
+    // pods are trusted by identity: kube-controller-manager's own, or one per controller with
+    // --use-service-account-credentials (BREAK_GLASS_CONTROLLERS is gone from the settings).
+    breakGlass: { users: config.breakGlass.users, groups: config.breakGlass.groups, controllers: KUBE_CONTROLLERS },
     ...(config.pinning.enabled
       ? { pinner: createPinner({ rules: config.rules, exemptNamespaces: config.exemptNamespaces, coordinator, ...clock }) }
       : {}),

@@ -25,7 +25,9 @@ test('defaults are documented ones', () => {
   assert.equal(c.maxImagesPerReview, 64);
   assert.equal(c.scanner.maxNewScansPerRequest, 10);
   assert.equal(c.server.maxConnections, 512);
-  assert.equal(c.server.maxInflightBodyBytes, 32 * 1024 * 1024);
+  // Issue 15: the review of a 3 MiB object as the API server writes it must fit (40 MiB body, 96 MiB in flight).
+  assert.equal(c.server.maxBodyBytes, 40 * 1024 * 1024);
+  assert.equal(c.server.maxInflightBodyBytes, 96 * 1024 * 1024);
   assert.deepEqual(c.deadline, { defaultTimeoutMs: 10_000, marginMs: 1_000 });
   assert.equal(c.scanner.url, 'http://localhost:8228/v1');
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.scanner));

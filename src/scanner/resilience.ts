@@ -139,15 +139,15 @@ export function backoffMs(attempt: number, initialMs: number, maxMs: number, ran
   return Math.floor((ceiling + random * ceiling) / 2);
 }
 
-/** Resolves with `promise`, or rejects with the signal's reason as soon as it aborts. */
-function until(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+/** Resolves with `promise`, or rejects with `reason(signal)` as soon as the signal aborts. */
+function until(promise: Promise<void>, signal: AbortSignal, reason: (signal: AbortSignal) => Error): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
-      reject(signal.reason as Error);
+      reject(reason(signal));
       return;
     }
     const onAbort = (): void => {
-      reject(signal.reason as Error);
+      reject(reason(signal));
     };
     signal.addEventListener('abort', onAbort, { once: true });
     void promise.then(() => {
@@ -342,7 +342,7 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
         for (let retry = 0; ; retry += 1) {
           // While the probe confirms failures that would open the breaker, nothing new is sent: one
           // more call to a failing scanner is a call the breaker is there to spare.
-          if (checking !== undefined) await until(checking, stop.signal);
+          if (checking !== undefined) await until(checking, stop.signal, (stopped) => stopped.reason as Error);
           const refused = rejection();
           if (refused !== undefined) throw refused;
           try {
@@ -352,8 +352,11 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
           } catch (error) {
             const retryable = error instanceof ScannerError && error.retryable && !signal.aborted;
             if (retryable) onCallResult?.(error);
+            if (!retryable) throw error;
+            // Its failure may be one the probe is confirming: the answer decides whether it retries.
+            if (checking !== undefined) await until(checking, signal, abortReason);
             // A call that was under way when the breaker opened ends with its own error.
-            if (!retryable || stop.signal.aborted) throw error;
+            if (stop.signal.aborted) throw error;
             failingSince ??= clock.now();
             if (clock.now() - failingSince >= opts.retryBudgetMs) throw error;
             await delay(clock, backoffMs(retry, opts.retryInitialMs, opts.retryMaxMs, random(), hintOf(error)), stop.signal);

@@ -261,7 +261,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): AnchoreClient {
       detector.redetect();
     }
     // Auto mode: the API found at start, or wait for (and retry) the detection within the budget.
-    const wire = protocols[await retried('version', (s) => detector.resolve(s), signal, onCallResult)];
+    // The version known already is no answer of the scanner: it must not reset the breaker's count.
+    const wire = protocols[await transport.call('version', (s) => detector.resolve(s), { signal, onCallResult, successIsAnswer: false })];
     const submitted = await retried('add_image', (s) => call('add_image', wire.addImage(reference, tag), s), signal, onCallResult);
     let record = wire.parseImage(submitted.body, tag, reference.digest);
     const digest = record.imageDigest;

@@ -69,6 +69,11 @@ export interface CallOptions {
   readonly signal: AbortSignal;
   /** Told every retryable failure and every success (see Scanner.scan in engine/scan-coordinator.ts). */
   readonly onCallResult?: (error: ScannerError | undefined) => void;
+  /**
+   * False when a success may come from memory rather than from the scanner (the API version already
+   * known): it then does not reset the breaker's count; its failures count as usual.
+   */
+  readonly successIsAnswer?: boolean;
 }
 
 /** A call as the API client writes it: one HTTP exchange that honours `signal` and throws ScannerErrors. */
@@ -234,7 +239,7 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
     if (probe === undefined) return false;
     const current = probe();
     try {
-      await attempt(current.operation, current.run, lifetime.signal, false);
+      await attempt(current.operation, current.run, lifetime.signal, 'none');
       return true;
     } catch (error) {
       if (isOutage(error)) lastOutage = error as ScannerError;
@@ -277,9 +282,9 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
 
   /**
    * One bounded HTTP exchange; its signal aborts with a ScannerRequestTimeoutError at the timeout.
-   * `counted`: its outcome feeds the breaker (not for probes and `once`, whose results are read apart).
+   * `counted`: which outcomes feed the breaker (none for probes and `once`, whose results are read apart).
    */
-  async function attempt<T>(operation: ScannerOperation, fn: ScannerCall<T>, signal: AbortSignal, counted: boolean): Promise<T> {
+  async function attempt<T>(operation: ScannerOperation, fn: ScannerCall<T>, signal: AbortSignal, counted: 'all' | 'failures' | 'none'): Promise<T> {
     if (signal.aborted) throw abortReason(signal);
     const controller = new AbortController();
     const onAbort = (): void => {
@@ -292,13 +297,13 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
     try {
       const result = await fn(controller.signal);
       authFailing = false;
-      if (counted) succeeded();
+      if (counted === 'all') succeeded();
       return result;
     } catch (caught) {
       // The call's own timeout, whatever the HTTP layer made of the abort.
       const error = controller.signal.reason instanceof ScannerRequestTimeoutError && !aborted(signal) ? controller.signal.reason : caught;
       if (error instanceof ScannerAuthError) noteAuthError(operation, error);
-      if (counted && !aborted(signal)) {
+      if (counted !== 'none' && !aborted(signal)) {
         if (isConnectionFailure(error)) {
           lastOutage = error as ScannerError;
           breaker.failure();
@@ -325,7 +330,7 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
   }
 
   return {
-    async call<T>(operation: ScannerOperation, fn: ScannerCall<T>, { signal, onCallResult }: CallOptions): Promise<T> {
+    async call<T>(operation: ScannerOperation, fn: ScannerCall<T>, { signal, onCallResult, successIsAnswer = true }: CallOptions): Promise<T> {
       // Aborted when the scan is (its bound, shutdown) or the breaker opens: ends a wait between retries.
       const stop = new AbortController();
       const onScanAbort = (): void => {
@@ -346,7 +351,7 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
           const refused = rejection();
           if (refused !== undefined) throw refused;
           try {
-            const result = await attempt(operation, fn, signal, true);
+            const result = await attempt(operation, fn, signal, successIsAnswer ? 'all' : 'failures');
             onCallResult?.(undefined);
             return result;
           } catch (error) {
@@ -368,7 +373,7 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
       }
     },
     once(operation, fn, signal) {
-      return attempt(operation, fn, signal, false);
+      return attempt(operation, fn, signal, 'none');
     },
     rejection,
     get state() {

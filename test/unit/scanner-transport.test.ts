@@ -217,6 +217,19 @@ describe('scanner transport on a manual clock', () => {
   });
 });
 
+describe('what resets the count', () => {
+  it('a success from memory (the API version already known) does not; its failures count', async () => {
+    const r = rig({ retryBudgetMs: 0 });
+    const signal = new AbortController().signal;
+    for (let i = 0; i < 3; i += 1) {
+      await r.transport.call('version', () => Promise.resolve('v1'), { signal, successIsAnswer: false });
+      await r.transport.call('add_image', () => Promise.reject(refused()), { signal }).catch(() => undefined);
+    }
+    assert.equal(r.transport.state, 'open', 'three scans in a row refused: open, whatever the version lookups');
+    r.transport.dispose();
+  });
+});
+
 describe("the breaker opens on the scanner's failures, not on one tenant's images (issue 15, I2)", () => {
   for (const [name, failure] of [
     ['HTTP 500 on POST /images (the scanner cannot fetch the image from its registry)', http500],

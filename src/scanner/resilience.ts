@@ -234,7 +234,10 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
     });
   }
 
-  /** Runs the probe once (per-call timeout, no breaker): true when the scanner answered. */
+  /**
+   * Runs the probe once (per-call timeout, no breaker): true when the scanner answered, whatever it
+   * said (a 401 or a 429 is an answer); false on the failures that would count.
+   */
   async function probeAnswers(): Promise<boolean> {
     if (probe === undefined) return false;
     const current = probe();
@@ -242,7 +245,8 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
       await attempt(current.operation, current.run, lifetime.signal, 'none');
       return true;
     } catch (error) {
-      if (isOutage(error)) lastOutage = error as ScannerError;
+      if (!isOutage(error)) return !lifetime.signal.aborted;
+      lastOutage = error as ScannerError;
       return false;
     }
   }

@@ -30,6 +30,10 @@ build: node_modules ## Compile the scanner simulator (simulator/ -> simulator/di
 scanner-sim: node_modules ## Run the scanner simulator, a developer tool outside the image (ARGS="--api v2 --port 8228")
 	$(NODE) node_modules/typescript/bin/tsc -p simulator/tsconfig.json && $(NODE) simulator/dist/main.js $(ARGS)
 
+.PHONY: settings
+settings: build ## Rewrite the README's settings table and deploy.sh's CONFIG_KEYS from src/settings.ts
+	$(NODE) scripts/gen-settings.mjs
+
 .PHONY: unit
 unit: build ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
 	$(NODE) --test $(TEST_FLAGS) dist/test/unit/*.test.js

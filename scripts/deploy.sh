@@ -34,7 +34,7 @@
 #   VERIFY_WEBHOOK=true       out-of-cluster: first check that WEBHOOK_URL answers /readyz over TLS
 #                             verified with that CA (failurePolicy is Fail: a dead URL blocks all pods)
 #   In-cluster, the settings in CONFIG_KEYS below are passed to the chart when set (README.md,
-#   "Settings", describes each)
+#   "Settings", describes each; CONFIG_KEYS and SETTING_VALUE are generated from src/settings.ts)
 # shellcheck disable=SC2034  # CLIENT_CONFIG, ... are read by render() through RENDER_VARS
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -49,10 +49,63 @@ ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-180s}"
 VERIFY_WEBHOOK="${VERIFY_WEBHOOK:-true}"
 MANIFESTS="$SCANGATE_ROOT/manifests"
 NAMESPACE_MODES="${NAMESPACE_MODES:-enforce,warn,off}"
-CONFIG_KEYS=(REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE WORKLOAD_MODE NAMESPACE_MODES ANCHORE_POLICY_ID
-  ANCHORE_ACCOUNT ANCHORE_INSECURE_SKIP_TLS_VERIFY LOG_LEVEL DEADLINE_MARGIN_MS DEFAULT_TIMEOUT_MS
-  SCANNER_REQUEST_TIMEOUT_MS MAX_CONCURRENT_SCANS CACHE_MAX_ENTRIES CACHE_PASS_TTL_MS CACHE_FAIL_TTL_MS
-  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_PROOF_TTL_S MAX_SCANS_PER_NAMESPACE PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION)
+# settings:begin (generated from src/settings.ts by `make settings`)
+CONFIG_KEYS=(CERT_RELOAD_INTERVAL_MS MAX_BODY_BYTES MAX_INFLIGHT_BODY_BYTES MAX_CONNECTIONS SHUTDOWN_DELAY_MS
+  SHUTDOWN_TIMEOUT_MS ANCHORE_CLI_URL ANCHORE_API_VERSION ANCHORE_POLICY_ID ANCHORE_ACCOUNT
+  ANCHORE_INSECURE_SKIP_TLS_VERIFY SCANNER_REQUEST_TIMEOUT_MS SCANNER_POLL_INITIAL_MS SCANNER_POLL_MAX_MS
+  SCANNER_RETRY_BACKOFF_MS SCANNER_RETRY_BUDGET_MS SCANNER_BREAKER_FAILURES SCANNER_BREAKER_PROBE_INTERVAL_MS
+  SCAN_MAX_DURATION_MS MAX_CONCURRENT_SCANS MAX_SCANS_PER_NAMESPACE MAX_NEW_SCANS_PER_REQUEST
+  MAX_IMAGES_PER_REVIEW REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE
+  NAMESPACE_MODES WORKLOAD_MODE PIN_DIGESTS BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_PROOF_TTL_S
+  CACHE_MAX_ENTRIES CACHE_MAX_BYTES CACHE_PASS_TTL_MS CACHE_FAIL_TTL_MS DEFAULT_TIMEOUT_MS DEADLINE_MARGIN_MS
+  LOG_LEVEL)
+declare -A SETTING_VALUE=(
+  [CERT_RELOAD_INTERVAL_MS]=server.certReloadIntervalMs:int
+  [MAX_BODY_BYTES]=server.maxBodyBytes:int
+  [MAX_INFLIGHT_BODY_BYTES]=server.maxInflightBodyBytes:int
+  [MAX_CONNECTIONS]=server.maxConnections:int
+  [SHUTDOWN_DELAY_MS]=server.shutdownDelayMs:int
+  [SHUTDOWN_TIMEOUT_MS]=server.shutdownTimeoutMs:int
+  [ANCHORE_CLI_URL]=scanner.url:string
+  [ANCHORE_API_VERSION]=scanner.apiVersion:string
+  [ANCHORE_POLICY_ID]=scanner.policyId:string
+  [ANCHORE_ACCOUNT]=scanner.account:string
+  [ANCHORE_INSECURE_SKIP_TLS_VERIFY]=scanner.insecureSkipTLSVerify:bool
+  [SCANNER_REQUEST_TIMEOUT_MS]=scanner.requestTimeoutMs:int
+  [SCANNER_POLL_INITIAL_MS]=scanner.pollInitialMs:int
+  [SCANNER_POLL_MAX_MS]=scanner.pollMaxMs:int
+  [SCANNER_RETRY_BACKOFF_MS]=scanner.retryBackoffMs:int
+  [SCANNER_RETRY_BUDGET_MS]=scanner.retryBudgetMs:int
+  [SCANNER_BREAKER_FAILURES]=scanner.breakerFailures:int
+  [SCANNER_BREAKER_PROBE_INTERVAL_MS]=scanner.breakerProbeIntervalMs:int
+  [SCAN_MAX_DURATION_MS]=scanner.maxScanDurationMs:int
+  [MAX_CONCURRENT_SCANS]=scanner.maxConcurrentScans:int
+  [MAX_SCANS_PER_NAMESPACE]=scanner.maxScansPerNamespace:int
+  [MAX_NEW_SCANS_PER_REQUEST]=scanner.maxNewScansPerRequest:int
+  [MAX_IMAGES_PER_REVIEW]=maxImagesPerReview:int
+  [REJECT_IF_TIMEOUT]=rejectIfTimeout:bool
+  [DENY_LATEST_TAG]=denyLatestTag:bool
+  [REGISTRY_ALLOWLIST]=registryAllowlist:list
+  [EXEMPT_NAMESPACES]=exemptNamespaces:list
+  [MODE]=mode:string
+  [NAMESPACE_MODES]=namespaceModes:list
+  [WORKLOAD_MODE]=workloadMode:string
+  [PIN_DIGESTS]=pinning.enabled:bool
+  [BREAK_GLASS_USERS]=breakGlass.users:list
+  [BREAK_GLASS_GROUPS]=breakGlass.groups:list
+  [BREAK_GLASS_PROOF_TTL_S]=breakGlass.proofTtlSeconds:int
+  [CACHE_MAX_ENTRIES]=cache.maxEntries:int
+  [CACHE_MAX_BYTES]=cache.maxBytes:int
+  [CACHE_PASS_TTL_MS]=cache.passTtlMs:int
+  [CACHE_FAIL_TTL_MS]=cache.failTtlMs:int
+  [DEFAULT_TIMEOUT_MS]=deadline.defaultTimeoutMs:int
+  [DEADLINE_MARGIN_MS]=deadline.marginMs:int
+  [LOG_LEVEL]=logLevel:string
+)
+# settings:end
+# Not a scangate setting: the timeout of the mutating entry.
+CONFIG_KEYS+=(PIN_WEBHOOK_TIMEOUT_SECONDS)
+SETTING_VALUE[PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds:int
 
 if ! [[ "$WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WEBHOOK_TIMEOUT_SECONDS < 1 || WEBHOOK_TIMEOUT_SECONDS > 30)); then
   die "WEBHOOK_TIMEOUT_SECONDS must be 1..30 (the API server's limit), got $WEBHOOK_TIMEOUT_SECONDS"
@@ -129,24 +182,15 @@ else
     --set-string "image.repository=$image_repo" --set-string "image.tag=$image_tag"
     --set "webhook.timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS" --set "webhook.workloads.timeoutSeconds=$WORKLOAD_WEBHOOK_TIMEOUT_SECONDS" --set-json "exemptNamespaces=$(json_list "$EXEMPT_NAMESPACES")")
   [[ -z "${ANCHORE_CA_FILE:-}" ]] || { [[ -f "$ANCHORE_CA_FILE" ]] || die "ANCHORE_CA_FILE $ANCHORE_CA_FILE does not exist"; args+=(--set-file "scanner.caCert=$ANCHORE_CA_FILE"); }
-  declare -A VALUE_OF=([REJECT_IF_TIMEOUT]=rejectIfTimeout [DENY_LATEST_TAG]=denyLatestTag [MODE]=mode
-    [ANCHORE_POLICY_ID]=scanner.policyId [ANCHORE_ACCOUNT]=scanner.account [ANCHORE_INSECURE_SKIP_TLS_VERIFY]=scanner.insecureSkipTLSVerify
-    [LOG_LEVEL]=logLevel [DEADLINE_MARGIN_MS]=deadline.marginMs [DEFAULT_TIMEOUT_MS]=deadline.defaultTimeoutMs
-    [SCANNER_REQUEST_TIMEOUT_MS]=scanner.requestTimeoutMs [MAX_CONCURRENT_SCANS]=scanner.maxConcurrentScans
-    [CACHE_MAX_ENTRIES]=cache.maxEntries [CACHE_PASS_TTL_MS]=cache.passTtlMs [CACHE_FAIL_TTL_MS]=cache.failTtlMs
-    [BREAK_GLASS_USERS]=breakGlass.users [BREAK_GLASS_GROUPS]=breakGlass.groups [BREAK_GLASS_PROOF_TTL_S]=breakGlass.proofTtlSeconds [MAX_SCANS_PER_NAMESPACE]=scanner.maxScansPerNamespace
-    [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds [ANCHORE_API_VERSION]=scanner.apiVersion
-    [WORKLOAD_MODE]=workloadMode [NAMESPACE_MODES]=namespaceModes)
   for k in "${CONFIG_KEYS[@]}"; do
     [[ -n "${!k:-}" ]] || continue
-    case "$k" in
-      EXEMPT_NAMESPACES) ;; # above
-      REGISTRY_ALLOWLIST) args+=(--set-json "registryAllowlist=$(json_list "$REGISTRY_ALLOWLIST")") ;;
-      BREAK_GLASS_USERS | BREAK_GLASS_GROUPS) args+=(--set-json "${VALUE_OF[$k]}=$(json_list "${!k}")") ;;
-      PIN_DIGESTS) args+=(--set "pinning.enabled=$([[ "$PIN_DIGESTS" =~ ^(true|1|yes)$ ]] && echo true || echo false)") ;;
-      NAMESPACE_MODES) args+=(--set-json "namespaceModes=$(json_list "$NAMESPACE_MODES")") ;;
-      MODE | WORKLOAD_MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT | ANCHORE_API_VERSION) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
-      *) args+=(--set "${VALUE_OF[$k]}=${!k}") ;;
+    value="${SETTING_VALUE[$k]%:*}" kind="${SETTING_VALUE[$k]##*:}"
+    case "$k:$kind" in
+      ANCHORE_CLI_URL:* | EXEMPT_NAMESPACES:*) ;; # above
+      *:list) args+=(--set-json "$value=$(json_list "${!k}")") ;;
+      *:string) args+=(--set-string "$value=${!k}") ;;
+      *:bool) case "${!k}" in true | 1 | yes) args+=(--set "$value=true") ;; false | 0 | no) args+=(--set "$value=false") ;; *) args+=(--set "$value=${!k}") ;; esac ;;
+      *) args+=(--set "$value=${!k}") ;;
     esac
   done
   # Whatever else the caller wants: HELM_VALUES=file.yaml (extra -f), HELM_ARGS="--set a=b ..."

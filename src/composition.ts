@@ -15,9 +15,10 @@ import { createApp, type AppState } from './http/app.js';
 import { createDecisionLog } from './observability/decision-log.js';
 import { createProofKeeper, MIN_PROOF_KEY_BYTES, type ProofKeeper } from './policy/break-glass-proof.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
-import { createAnchoreClient } from './scanner/anchore-client.js';
+import { createAnchoreClient, type AnchoreClient } from './scanner/anchore-client.js';
+import type { Clock } from './scanner/clock.js';
 import { plainHttpAuthWarning } from './scanner/credentials.js';
-import { createScannerTransport, type ScannerTransport } from './scanner/resilience.js';
+import type { ScannerTransport } from './scanner/resilience.js';
 
 export interface Scangate {
   readonly config: Config;
@@ -25,6 +26,8 @@ export interface Scangate {
   readonly coordinator: ScanCoordinator;
   readonly evaluator: Evaluator;
   readonly metrics: Metrics;
+  /** The scanner client (its close() ends its sockets and timers). */
+  readonly scanner: AnchoreClient;
   /** Retry, timeout and the circuit breaker in front of the scanner (observe it with onStateChange). */
   readonly scannerTransport: ScannerTransport;
   readonly state: AppState;
@@ -33,13 +36,17 @@ export interface Scangate {
   readonly app: Koa;
   /** What the server reports about MAX_CONNECTIONS (ServerOptions), counted and logged. */
   readonly connectionEvents: Required<Pick<ServerOptions, 'onConnectionDropped' | 'onConnectionPreempted'>>;
+  /** Aborts the background scans and closes the scanner client: nothing of scangate keeps the process alive. */
+  close(): void;
 }
 
 export interface ComposeOptions {
   readonly logger: Logger;
   /** Monotonic clock in ms; tests inject a fake one. */
   readonly now?: () => number;
-  /** Replaces the Anchore client (tests of the engine alone). */
+  /** Time and timers of the scanner client (retries, backoff, breaker, polling); default the system's with `now`. */
+  readonly scannerClock?: Clock;
+  /** Replaces the Anchore client behind the scan coordinator (tests of the engine and the core alone). */
   readonly scanner?: Scanner;
   readonly defaultMetrics?: boolean;
   /** Wall clock (ms since the epoch) of break-glass proofs' expiry; tests inject one. */
@@ -78,34 +85,21 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
   const cache = createVerdictCache({ ...config.cache, ...(opts.now !== undefined ? { now: opts.now } : {}) });
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false, cacheSize: () => cache.size, cacheBytes: () => cache.bytes });
   const clock = opts.now !== undefined ? { now: opts.now } : {};
-  // One breaker per scanner, whatever API version the client speaks.
-  const scannerTransport = createScannerTransport({
-    requestTimeoutMs: config.scanner.requestTimeoutMs,
-    retryInitialMs: config.scanner.pollInitialMs,
-    retryMaxMs: config.scanner.pollMaxMs,
-    retryBudgetMs: config.scanner.retryBudgetMs,
-    breakerFailures: config.scanner.breakerFailures,
-    probeIntervalMs: config.scanner.breakerProbeIntervalMs,
+  const plainHttp = plainHttpAuthWarning(config.scanner.url);
+  if (plainHttp !== undefined) opts.logger.warn({ component: 'scanner' }, plainHttp);
+  // The client builds the one transport (retry, timeout, breaker) in front of this scanner.
+  const scanner = createAnchoreClient({
+    // Config['scanner'] carries the client's settings under the same names.
+    ...config.scanner,
+    baseUrl: config.scanner.url,
     metrics,
     logger: opts.logger.child({ component: 'scanner' }),
-    ...clock,
+    ...(opts.scannerClock !== undefined ? { clock: opts.scannerClock } : clock),
   });
-  const plainHttp = opts.scanner === undefined ? plainHttpAuthWarning(config.scanner.url) : undefined;
-  if (plainHttp !== undefined) opts.logger.warn({ component: 'scanner' }, plainHttp);
-  const scanner =
-    opts.scanner ??
-    createAnchoreClient({
-      // Config['scanner'] carries the client's settings under the same names.
-      ...config.scanner,
-      baseUrl: config.scanner.url,
-      transport: scannerTransport,
-      metrics,
-      logger: opts.logger.child({ component: 'scanner' }),
-      ...clock,
-    });
+  const scannerTransport = scanner.transport;
   const coordinator = createScanCoordinator({
     cache,
-    scanner,
+    scanner: opts.scanner ?? scanner,
     ...(config.scanner.policyId !== undefined ? { policyId: config.scanner.policyId } : {}),
     maxScanDurationMs: config.scanner.maxScanDurationMs,
     maxConcurrentScans: config.scanner.maxConcurrentScans,
@@ -166,5 +160,9 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
       opts.logger.warn({ peer }, 'connection closed to make room for a client holding fewer (MAX_CONNECTIONS)');
     },
   };
-  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, core, app, connectionEvents };
+  const close = (): void => {
+    coordinator.abortAll();
+    scanner.close();
+  };
+  return { config, cache, coordinator, evaluator, metrics, scanner, scannerTransport, state, core, app, connectionEvents, close };
 }

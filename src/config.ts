@@ -1,9 +1,8 @@
-import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { normaliseRegistry } from './policy/local-rules.js';
-import { MAX_SECRET_LENGTH } from './scanner/credentials.js';
-import { API_VERSION_SETTINGS, urlVersionProblem, type ApiVersionSetting } from './scanner/api-version.js';
-import { NAMESPACE_MODES, type NamespaceMode } from './policy/mode.js';
+import { urlVersionProblem, type ApiVersionSetting } from './scanner/api-version.js';
+import type { NamespaceMode } from './policy/mode.js';
+import { DEFAULTS, settingsSchema } from './settings.js';
 
 /** scangate's whole configuration, validated once at start-up and frozen. */
 export interface Config {
@@ -35,13 +34,15 @@ export interface Config {
     readonly requestTimeoutMs: number;
     readonly pollInitialMs: number;
     readonly pollMaxMs: number;
+    /** First retry delay of a transient error (SCANNER_RETRY_BACKOFF_MS); doubles up to pollMaxMs. */
+    readonly retryBackoffMs: number;
     readonly retryBudgetMs: number;
     readonly maxScanDurationMs: number;
     readonly maxConcurrentScans: number;
+    /** Scans that reviews of one namespace may hold at once (MAX_SCANS_PER_NAMESPACE). */
+    readonly maxScansPerNamespace: number;
     /** Bound of the new scans one request may start (fairness of the MAX_CONCURRENT_SCANS slots). */
     readonly maxNewScansPerRequest: number;
-    /** Bound of the scans in progress that one namespace's requests started (MAX_SCANS_PER_NAMESPACE). */
-    readonly maxScansPerNamespace: number;
     /** Consecutive scanner failures that open the circuit breaker; 0: no breaker. */
     readonly breakerFailures: number;
     readonly breakerProbeIntervalMs: number;
@@ -56,13 +57,15 @@ export interface Config {
     readonly namespaceModes: readonly NamespaceMode[];
   };
   readonly exemptNamespaces: readonly string[];
-  /** Who may use the break-glass annotation (policy/break-glass.ts). */
+  /**
+   * Who may use the break-glass annotation (policy/break-glass.ts), and the proofs scangate writes for
+   * a vetted template's controller-made pods: the key's file (absent: a random key made at start) and
+   * how long a proof holds.
+   */
   readonly breakGlass: {
     readonly users: readonly string[];
     readonly groups: readonly string[];
-    /** BREAK_GLASS_KEY_FILE: the key of break-glass proofs (policy/break-glass-proof.ts); absent: a random one per process. */
     readonly keyFile?: string;
-    /** BREAK_GLASS_PROOF_TTL_S, in ms: how long a proof written into a template lets its pods in. */
     readonly proofTtlMs: number;
   };
   /** Digest pinning by the mutating webhook (`/mutate`); off by default. */
@@ -74,53 +77,8 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-/** Every setting with its default: the README's settings table is generated from the same facts. */
-export const DEFAULTS = {
-  HOST: '0.0.0.0',
-  PORT: '8443',
-  INSECURE_HTTP: 'false',
-  MAX_BODY_BYTES: String(40 * 1024 * 1024),
-  MAX_INFLIGHT_BODY_BYTES: String(96 * 1024 * 1024),
-  MAX_CONNECTIONS: '512',
-  CERT_RELOAD_INTERVAL_MS: '10000',
-  SHUTDOWN_DELAY_MS: '0',
-  SHUTDOWN_TIMEOUT_MS: '25000',
-  ANCHORE_CLI_URL: 'http://localhost:8228/v1',
-  ANCHORE_API_VERSION: 'auto',
-  ANCHORE_CLI_USER: 'admin',
-  ANCHORE_CLI_PASS: '',
-  ANCHORE_INSECURE_SKIP_TLS_VERIFY: 'false',
-  SCANNER_REQUEST_TIMEOUT_MS: '5000',
-  SCANNER_POLL_INITIAL_MS: '250',
-  SCANNER_POLL_MAX_MS: '2000',
-  SCANNER_RETRY_BUDGET_MS: '20000',
-  SCAN_MAX_DURATION_MS: '600000',
-  MAX_CONCURRENT_SCANS: '100',
-  MAX_NEW_SCANS_PER_REQUEST: '10',
-  MAX_SCANS_PER_NAMESPACE: '20',
-  MAX_IMAGES_PER_REVIEW: '64',
-  SCANNER_BREAKER_FAILURES: '5',
-  SCANNER_BREAKER_PROBE_INTERVAL_MS: '5000',
-  DENY_LATEST_TAG: 'true',
-  REGISTRY_ALLOWLIST: '',
-  MODE: 'enforce',
-  WORKLOAD_MODE: 'enforce',
-  NAMESPACE_MODES: 'enforce,warn,off',
-  REJECT_IF_TIMEOUT: 'true',
-  EXEMPT_NAMESPACES: 'kube-system',
-  BREAK_GLASS_USERS: '',
-  BREAK_GLASS_GROUPS: '',
-  BREAK_GLASS_KEY_FILE: '',
-  BREAK_GLASS_PROOF_TTL_S: '86400',
-  PIN_DIGESTS: 'false',
-  CACHE_MAX_ENTRIES: '10000',
-  CACHE_MAX_BYTES: String(32 * 1024 * 1024),
-  CACHE_PASS_TTL_MS: '3600000',
-  CACHE_FAIL_TTL_MS: '300000',
-  DEFAULT_TIMEOUT_MS: '10000',
-  DEADLINE_MARGIN_MS: '1000',
-  LOG_LEVEL: 'info',
-} as const;
+/** Every setting with its default (settings.ts is the table they come from). */
+export { DEFAULTS } from './settings.js';
 
 /** Command-line flags that override the environment (`serve --port 9443`). */
 export interface ServeFlags {
@@ -132,74 +90,6 @@ export interface ServeFlags {
   /** False for commands that serve nothing (`scangate check`). */
   readonly serving?: boolean;
 }
-
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
-const int = (min: number, max: number): z.ZodPipe<z.ZodString, z.ZodTransform<number, string>> =>
-  z.string().transform((v, ctx) => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
-      ctx.addIssue({ code: 'custom', message: `expected a whole number from ${min} to ${max}, got "${v}"` });
-      return z.NEVER;
-    }
-    return n;
-  });
-const list = z.string().transform((v) => v.split(',').map((x) => x.trim()).filter((x) => x !== ''));
-const optional = z.string().optional().transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
-
-const schema = z.object({
-  HOST: z.string().min(1),
-  PORT: int(0, 65535),
-  TLS_CERT_FILE: optional,
-  TLS_KEY_FILE: optional,
-  INSECURE_HTTP: bool,
-  MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024),
-  MAX_INFLIGHT_BODY_BYTES: int(1024, 1024 * 1024 * 1024),
-  MAX_CONNECTIONS: int(1, 1_000_000),
-  CERT_RELOAD_INTERVAL_MS: int(100, 3_600_000),
-  SHUTDOWN_DELAY_MS: int(0, 120_000),
-  SHUTDOWN_TIMEOUT_MS: int(0, 300_000),
-  ANCHORE_CLI_URL: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://anchore.example:8228/v1' }),
-  ANCHORE_API_VERSION: z.enum(API_VERSION_SETTINGS as [ApiVersionSetting, ...ApiVersionSetting[]], { error: 'expected auto, v1 or v2' }),
-  ANCHORE_CLI_USER: z
-    .string()
-    .min(1, { error: 'must not be empty' })
-    .max(MAX_SECRET_LENGTH, { error: `must be at most ${MAX_SECRET_LENGTH} characters` }),
-  ANCHORE_CLI_PASS: z.string().max(MAX_SECRET_LENGTH, { error: `must be at most ${MAX_SECRET_LENGTH} characters` }),
-  ANCHORE_POLICY_ID: optional,
-  ANCHORE_ACCOUNT: optional,
-  ANCHORE_INSECURE_SKIP_TLS_VERIFY: bool,
-  SCANNER_REQUEST_TIMEOUT_MS: int(100, 120_000),
-  SCANNER_POLL_INITIAL_MS: int(10, 60_000),
-  SCANNER_POLL_MAX_MS: int(10, 120_000),
-  SCANNER_RETRY_BUDGET_MS: int(0, 3_600_000),
-  SCAN_MAX_DURATION_MS: int(1000, 24 * 3_600_000),
-  MAX_CONCURRENT_SCANS: int(1, 100_000),
-  MAX_NEW_SCANS_PER_REQUEST: int(1, 100_000),
-  MAX_SCANS_PER_NAMESPACE: int(1, 100_000),
-  MAX_IMAGES_PER_REVIEW: int(1, 100_000),
-  SCANNER_BREAKER_FAILURES: int(0, 10_000),
-  SCANNER_BREAKER_PROBE_INTERVAL_MS: int(100, 3_600_000),
-  DENY_LATEST_TAG: bool,
-  REGISTRY_ALLOWLIST: list,
-  MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
-  WORKLOAD_MODE: z.enum(['enforce', 'warn'], { error: 'expected enforce or warn' }),
-  NAMESPACE_MODES: list.pipe(z.array(z.enum(NAMESPACE_MODES, { error: `expected a comma list of ${NAMESPACE_MODES.join(', ')}` }))),
-  REJECT_IF_TIMEOUT: bool,
-  EXEMPT_NAMESPACES: list,
-  BREAK_GLASS_USERS: list,
-  BREAK_GLASS_GROUPS: list,
-  BREAK_GLASS_KEY_FILE: optional,
-  BREAK_GLASS_PROOF_TTL_S: int(60, 31_536_000),
-  PIN_DIGESTS: bool,
-  POD_NAMESPACE: optional,
-  CACHE_MAX_ENTRIES: int(1, 10_000_000),
-  CACHE_MAX_BYTES: int(64 * 1024, 16 * 1024 * 1024 * 1024),
-  CACHE_PASS_TTL_MS: int(0, 30 * 24 * 3_600_000),
-  CACHE_FAIL_TTL_MS: int(0, 30 * 24 * 3_600_000),
-  DEFAULT_TIMEOUT_MS: int(1000, 30_000),
-  DEADLINE_MARGIN_MS: int(0, 29_000),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }),
-});
 
 export const URL_CREDENTIALS_PROBLEM =
   'ANCHORE_CLI_URL: must not carry credentials (user:password@host); set ANCHORE_CLI_USER and ANCHORE_CLI_PASS, or their _FILE variants, instead';
@@ -226,7 +116,9 @@ export function parseConfig(
   const problems: string[] = [];
   const raw: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(DEFAULTS)) raw[key] = env[key] ?? value;
-  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE']) raw[key] = env[key];
+  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE', 'ANCHORE_CLI_USER_FILE', 'ANCHORE_CLI_PASS_FILE', 'ANCHORE_CA_FILE']) {
+    raw[key] = env[key];
+  }
   if (flags.host !== undefined) raw['HOST'] = flags.host;
   if (flags.port !== undefined) raw['PORT'] = flags.port;
   if (flags.tlsCert !== undefined) raw['TLS_CERT_FILE'] = flags.tlsCert;
@@ -246,7 +138,7 @@ export function parseConfig(
   fromFile('ANCHORE_CLI_USER', 'ANCHORE_CLI_USER_FILE');
   fromFile('ANCHORE_CLI_PASS', 'ANCHORE_CLI_PASS_FILE');
 
-  const parsed = schema.safeParse(raw);
+  const parsed = settingsSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const key = String(issue.path[0] ?? '?');
@@ -318,11 +210,12 @@ export function parseConfig(
       requestTimeoutMs: v.SCANNER_REQUEST_TIMEOUT_MS,
       pollInitialMs: v.SCANNER_POLL_INITIAL_MS,
       pollMaxMs: v.SCANNER_POLL_MAX_MS,
+      retryBackoffMs: v.SCANNER_RETRY_BACKOFF_MS,
       retryBudgetMs: v.SCANNER_RETRY_BUDGET_MS,
       maxScanDurationMs: v.SCAN_MAX_DURATION_MS,
       maxConcurrentScans: v.MAX_CONCURRENT_SCANS,
-      maxNewScansPerRequest: v.MAX_NEW_SCANS_PER_REQUEST,
       maxScansPerNamespace: v.MAX_SCANS_PER_NAMESPACE,
+      maxNewScansPerRequest: v.MAX_NEW_SCANS_PER_REQUEST,
       breakerFailures: v.SCANNER_BREAKER_FAILURES,
       breakerProbeIntervalMs: v.SCANNER_BREAKER_PROBE_INTERVAL_MS,
     },
@@ -337,7 +230,7 @@ export function parseConfig(
     breakGlass: {
       users: v.BREAK_GLASS_USERS,
       groups: v.BREAK_GLASS_GROUPS,
-      ...(v.BREAK_GLASS_KEY_FILE !== undefined ? { keyFile: v.BREAK_GLASS_KEY_FILE } : {}),
+      ...(v.BREAK_GLASS_KEY_FILE.trim() !== '' ? { keyFile: v.BREAK_GLASS_KEY_FILE.trim() } : {}),
       proofTtlMs: v.BREAK_GLASS_PROOF_TTL_S * 1000,
     },
     pinning: { enabled: v.PIN_DIGESTS },

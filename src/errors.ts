@@ -98,8 +98,14 @@ export class ScannerAuthError extends ScannerError {
 
 /** The scanner answered something that is not the documented v1 shape (malformed JSON, wrong types). */
 export class ScannerProtocolError extends ScannerError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * The answer could not be read at all (not JSON, a broken response): evidence against the scanner
+   * service, counted by the circuit breaker. A readable answer of the wrong shape is not.
+   */
+  readonly unparseable: boolean;
+  constructor(message: string, options?: { cause?: unknown; unparseable?: boolean }) {
     super('SCANGATE_ERR_SCANNER_PROTOCOL', message, false, options);
+    this.unparseable = options?.unparseable ?? false;
   }
 }
 

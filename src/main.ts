@@ -97,8 +97,7 @@ async function serve(argv: string[]): Promise<number> {
       logger.info({ signal }, 'shutting down: readiness off, answering in-flight requests');
       setTimeout(() => {
         void running.close(config.server.shutdownTimeoutMs).then(() => {
-          scangate.coordinator.abortAll();
-          scangate.scannerTransport.dispose();
+          scangate.close();
           logger.info('stopped');
           resolve(0);
         });
@@ -125,18 +124,23 @@ async function check(argv: string[]): Promise<number> {
   }
   const config = parseConfig({ LOG_LEVEL: 'warn', ...process.env }, { serving: false }, readText);
   const logger = createLogger({ level: config.logLevel, destination: pino.destination(2) });
-  const scangate = composeScangate(config, { logger });
   const timeoutMs = Number(values['timeout-ms'] ?? '120000');
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     process.stderr.write('--timeout-ms must be a positive number\n');
     return 2;
   }
-  const evaluation = await scangate.evaluator.evaluate({
-    images: imagesFromArgs(positionals),
-    budgetMs: timeoutMs,
-    ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
-  });
-  scangate.coordinator.abortAll();
+  const scangate = composeScangate(config, { logger });
+  let evaluation;
+  try {
+    evaluation = await scangate.evaluator.evaluate({
+      images: imagesFromArgs(positionals),
+      budgetMs: timeoutMs,
+      ...(values.namespace !== undefined ? { namespace: values.namespace } : {}),
+    });
+  } finally {
+    // Scans, keep-alive sockets and timers end here, so the process ends by itself.
+    scangate.close();
+  }
   process.stdout.write(`${renderCheck(evaluation, values.json === true)}\n`);
   return checkExitCode(evaluation);
 }
@@ -169,8 +173,6 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    // Keep-alive sockets and timers of a finished CLI command must not hold the process open.
-    if (process.argv[2] !== 'serve') setImmediate(() => process.exit(code));
   },
   (error: unknown) => {
     if (error instanceof ConfigError) {

@@ -19,6 +19,7 @@ import type { ImageReference } from '../reference/parse-reference.js';
 import { pinDigestOf } from './anchore-wire.js';
 import { createRedactor, scrubError } from './credentials.js';
 import { createApiDetector, parseScannerUrl, readVersionAnswer, type ApiVersionSetting } from './api-version.js';
+import { clockWith, delay, type Clock } from './clock.js';
 import { createScannerTransport, type ScannerTransport } from './resilience.js';
 import { createWireProtocol, type WireRequest } from './wire-protocol.js';
 
@@ -40,40 +41,28 @@ export interface AnchoreClientOptions {
   readonly pollMaxMs: number;
   /** How long one scan keeps retrying transient errors (5xx, 429, connection) before giving up. */
   readonly retryBudgetMs: number;
-  /**
-   * Retry, timeout and circuit breaker shared by every call to this scanner, whatever its API
-   * (scanner/resilience.ts). Without one the client makes its own from the settings here, with the
-   * breaker off unless `breakerFailures` is given.
-   */
-  readonly transport?: ScannerTransport;
+  /** SCANNER_RETRY_BACKOFF_MS: the first retry delay (doubles up to pollMaxMs); not the poll interval. */
+  readonly retryBackoffMs: number;
+  /** Consecutive scanner failures that open the circuit breaker; 0 or absent: no breaker. */
   readonly breakerFailures?: number;
   readonly breakerProbeIntervalMs?: number;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Time and timers of the transport and the polling (tests drive a manual clock). */
+  readonly clock?: Clock;
+  /** Only "now" replaced (older tests); ignored with `clock`. */
   readonly now?: () => number;
+}
+
+/** The scanner client: scans, the transport in front of the scanner (observe its breaker), and close(). */
+export interface AnchoreClient extends Scanner {
+  readonly transport: ScannerTransport;
+  /** Stops the version detection and the breaker's timers and destroys the keep-alive sockets. */
+  close(): void;
 }
 
 const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 const MAX_RETRY_AFTER_MS = 30_000;
-
-/** Waits between polls; the scan's signal ends the wait at once. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 function parseRetryAfter(value: unknown): number | undefined {
   if (typeof value !== 'string' || value === '') return undefined;
@@ -113,23 +102,28 @@ const VERSION_ANSWERS = Array.from({ length: 100 }, (_, i) => 400 + i).filter((s
  * inside the scan's bound, circuit breaker: resilience.ts); axios errors are mapped to scangate's
  * typed errors here and nowhere else.
  */
-export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
-  const now = opts.now ?? (() => performance.now());
+export function createAnchoreClient(opts: AnchoreClientOptions): AnchoreClient {
+  const clock = opts.clock ?? clockWith(opts.now);
   const endpoint = parseScannerUrl(opts.baseUrl);
-  const transport =
-    opts.transport ??
-    createScannerTransport({
-      requestTimeoutMs: opts.requestTimeoutMs,
-      retryInitialMs: opts.pollInitialMs,
-      retryMaxMs: opts.pollMaxMs,
-      retryBudgetMs: opts.retryBudgetMs,
-      breakerFailures: opts.breakerFailures ?? 0,
-      probeIntervalMs: opts.breakerProbeIntervalMs ?? 5000,
-      metrics: opts.metrics,
-      logger: opts.logger,
-      ...(opts.now !== undefined ? { now: opts.now } : {}),
-    });
+  // The one transport of this scanner, whatever API the client speaks (one breaker per scanner).
+  const transport = createScannerTransport({
+    requestTimeoutMs: opts.requestTimeoutMs,
+    retryInitialMs: opts.retryBackoffMs,
+    retryMaxMs: opts.pollMaxMs,
+    retryBudgetMs: opts.retryBudgetMs,
+    breakerFailures: opts.breakerFailures ?? 0,
+    probeIntervalMs: opts.breakerProbeIntervalMs ?? 5000,
+    metrics: opts.metrics,
+    logger: opts.logger,
+    clock,
+  });
   const agentOptions = { keepAlive: true, maxSockets: 64 };
+  const httpAgent = new http.Agent(agentOptions);
+  const httpsAgent = new https.Agent({
+    ...agentOptions,
+    rejectUnauthorized: !opts.insecureSkipTlsVerify,
+    ...(opts.caPem !== undefined ? { ca: opts.caPem } : {}),
+  });
   // Requests carry absolute URLs (wire-protocol.ts): the v1 and v2 bases differ.
   const client: AxiosInstance = axios.create({
     auth: { username: opts.user, password: opts.password },
@@ -141,12 +135,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
     transformResponse: [(data: unknown) => data],
     validateStatus: () => true,
     headers: { Accept: 'application/json', ...(opts.account !== undefined ? { 'x-anchore-account': opts.account } : {}) },
-    httpAgent: new http.Agent(agentOptions),
-    httpsAgent: new https.Agent({
-      ...agentOptions,
-      rejectUnauthorized: !opts.insecureSkipTlsVerify,
-      ...(opts.caPem !== undefined ? { ca: opts.caPem } : {}),
-    }),
+    httpAgent,
+    httpsAgent,
   });
   // Set when a call failed because the scanner was unavailable. The next scan then asks for the API
   // again before using it (auto mode): a scanner that comes back from an outage may speak another API
@@ -187,7 +177,8 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
             throw new ScannerRequestTimeoutError(`scanner did not answer ${operation} within ${opts.requestTimeoutMs} ms`);
           }
           if (error.code === 'ERR_BAD_RESPONSE' || error.code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED') {
-            throw new ScannerProtocolError(`scanner answer to ${operation} is unusable (${error.code})`);
+            // An answer too large is about one image (its vulnerability list); a broken one is the scanner's.
+            throw new ScannerProtocolError(`scanner answer to ${operation} is unusable (${error.code})`, { unparseable: error.code === 'ERR_BAD_RESPONSE' });
           }
           throw new ScannerUnavailableError(`scanner unreachable (${error.code ?? 'network error'})`);
         }
@@ -201,7 +192,7 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
           body = JSON.parse(body) as unknown;
         } catch (error) {
           if (status >= 200 && status < 300) {
-            throw new ScannerProtocolError(`scanner answered ${operation} with malformed JSON`, { cause: error });
+            throw new ScannerProtocolError(`scanner answered ${operation} with malformed JSON`, { cause: error, unparseable: true });
           }
         }
       }
@@ -270,17 +261,18 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
       detector.redetect();
     }
     // Auto mode: the API found at start, or wait for (and retry) the detection within the budget.
-    const wire = protocols[await retried('version', (s) => detector.resolve(s), signal, onCallResult)];
+    // The version known already is no answer of the scanner: it must not reset the breaker's count.
+    const wire = protocols[await transport.call('version', (s) => detector.resolve(s), { signal, onCallResult, successIsAnswer: false })];
     const submitted = await retried('add_image', (s) => call('add_image', wire.addImage(reference, tag), s), signal, onCallResult);
     let record = wire.parseImage(submitted.body, tag, reference.digest);
     const digest = record.imageDigest;
-    const submittedAt = now();
+    const submittedAt = clock.now();
     const poll = async (): Promise<void> => {
       // The poll interval grows with the time already spent (250 ms + 10 %, capped at 2 s), so an
       // analysis of T seconds is seen at most ~10 % of T + 250 ms late; a ×1.5 backoff could add
       // up to a whole capped interval (bench/ "time to verdict").
-      const elapsedMs = now() - submittedAt;
-      await sleep(Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
+      const elapsedMs = clock.now() - submittedAt;
+      await delay(clock, Math.min(opts.pollInitialMs + Math.round(elapsedMs / 10), opts.pollMaxMs), signal);
       const got = await retried('get_image', (s) => call('get_image', wire.getImage(digest), s), signal, onCallResult);
       record = wire.parseImage(got.body, tag, digest);
     };
@@ -321,6 +313,13 @@ export function createAnchoreClient(opts: AnchoreClientOptions): Scanner {
   }
 
   return {
+    transport,
+    close() {
+      detector.close();
+      transport.dispose();
+      httpAgent.destroy();
+      httpsAgent.destroy();
+    },
     async scan(reference, { signal, onCallResult }): Promise<ScanVerdict> {
       try {
         return redactVerdict(await runScan(reference, signal, onCallResult));

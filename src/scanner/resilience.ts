@@ -1,61 +1,49 @@
 /**
  * The scanner edge's transport policy, independent of the API version (v1 and v2 clients share it):
- * per-call timeout, retry with capped exponential backoff (Retry-After honoured) within the scan's
- * retry budget, and one circuit breaker in front of the scanner. Built on cockatiel
- * (https://github.com/connor4312/cockatiel): retry(breaker(timeout(call))).
+ * a timeout per call, retry with capped exponential backoff (Retry-After honoured) within the scan's
+ * retry budget, and one circuit breaker in front of the scanner (circuit-breaker.ts). Every timer is
+ * on the injected clock (clock.ts), so tests move time by hand.
  *
- * What opens the breaker: `breakerFailures` consecutive calls that failed because the scanner is not
- * there or not working: connection refused/reset, DNS, TLS, a call past its timeout, HTTP 5xx. Not
- * counted (they prove the scanner is up and answering): 4xx (401/403, 404, 429 rate limiting, other
- * refusals), malformed answers, and calls cut short by scangate itself (scan bound, shutdown).
+ * What opens the breaker is evidence that the scanner service itself is failing (issue 15, I2), never
+ * one tenant's images:
+ * - counted at once: the connection failed (refused, reset, DNS, TLS): nothing answered at all;
+ * - counted when the scanner's own health confirms it: a 5xx, a call past our timeout, an answer that
+ *   cannot be read. One image can cause these (Anchore fetches the manifest from the image's registry
+ *   while it answers POST /images, so a registry a tenant slows down makes that call slow or fail).
+ *   When such failures would open the breaker, its probe (v1 GET /status, v2 GET /v2/version: calls
+ *   about no image) is asked first, one at a time: they count only if it fails too.
+ * - never counted: an answer (4xx, 401/403, 429, a readable answer of the wrong shape), an analysis
+ *   that is slow, stuck or ends in analysis_failed (those are answers), and calls cut short by
+ *   scangate itself (scan bound, shutdown).
  *
- * While open, calls are refused at once with a ScannerCircuitOpenError and scans that are waiting to
- * retry give up at once (no retry storm). Every `probeIntervalMs` one probe (a cheap call given by the
- * API client, see setProbe) goes to the scanner: the breaker is half-open while it runs and every
- * other call is still refused; any answer of the scanner (even a 401) closes the breaker, a failure
- * opens it again for another interval.
+ * While open, calls are refused at once with a ScannerCircuitOpenError and scans waiting to retry give
+ * up at once (no retry storm). Every `probeIntervalMs` the probe goes to the scanner: the breaker is
+ * half-open while it runs and every other call is still refused; any answer (even a 401) closes it, a
+ * failure opens it again for another interval.
  */
-import {
-  BrokenCircuitError,
-  CircuitState,
-  ConsecutiveBreaker,
-  ExponentialBackoff,
-  TimeoutStrategy,
-  circuitBreaker,
-  halfJitterGenerator,
-  handleWhen,
-  retry,
-  timeout,
-  type CircuitBreakerPolicy,
-  type IBackoff,
-  type IBackoffFactory,
-  type IRetryBackoffContext,
-  type TimeoutPolicy,
-} from 'cockatiel';
 import type { Logger } from 'pino';
 import {
   ScanAbortedError,
   ScannerAuthError,
   ScannerCircuitOpenError,
   ScannerError,
+  ScannerProtocolError,
   ScannerRateLimitedError,
   ScannerRequestTimeoutError,
   ScannerUnavailableError,
   describeError,
 } from '../errors.js';
 import { CIRCUIT_STATE_VALUE, type CircuitStateName, type Metrics, type ScannerOperation } from '../observability/metrics.js';
+import { createCircuitBreaker, type CircuitTransition } from './circuit-breaker.js';
+import { clockWith, delay, type Clock } from './clock.js';
 
 export type { CircuitStateName } from '../observability/metrics.js';
-
-export interface CircuitTransition {
-  readonly from: CircuitStateName;
-  readonly to: CircuitStateName;
-}
+export type { CircuitTransition } from './circuit-breaker.js';
 
 export interface ScannerTransportOptions {
   /** Bound of one HTTP call to the scanner. */
   readonly requestTimeoutMs: number;
-  /** First retry delay; doubles (with jitter) up to retryMaxMs. */
+  /** First retry delay (SCANNER_RETRY_BACKOFF_MS); doubles (with jitter) up to retryMaxMs. */
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
   /** How long one call keeps retrying transient errors (5xx, 429, timeouts, connection) before giving up. */
@@ -66,8 +54,12 @@ export interface ScannerTransportOptions {
   readonly probeIntervalMs: number;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  /** Monotonic clock in ms (tests inject a fake one); the breaker's own timing uses real time. */
+  /** Time and timers (tests drive a manual clock); default the process's. */
+  readonly clock?: Clock;
+  /** Only "now" replaced, the system's timers kept (older tests). Ignored with `clock`. */
   readonly now?: () => number;
+  /** [0, 1) for the backoff's jitter; default Math.random. */
+  readonly random?: () => number;
   /** "scanner rejected the credentials" is logged at most once per this interval (default 60 s). */
   readonly authLogIntervalMs?: number;
 }
@@ -77,6 +69,11 @@ export interface CallOptions {
   readonly signal: AbortSignal;
   /** Told every retryable failure and every success (see Scanner.scan in engine/scan-coordinator.ts). */
   readonly onCallResult?: (error: ScannerError | undefined) => void;
+  /**
+   * False when a success may come from memory rather than from the scanner (the API version already
+   * known): it then does not reset the breaker's count; its failures count as usual.
+   */
+  readonly successIsAnswer?: boolean;
 }
 
 /** A call as the API client writes it: one HTTP exchange that honours `signal` and throws ScannerErrors. */
@@ -99,44 +96,75 @@ export interface ScannerTransport {
   rejection(): ScannerCircuitOpenError | undefined;
   readonly state: CircuitStateName;
   /**
-   * Observes every breaker transition; returns a function that stops observing. Issue 8's version
+   * Observes every breaker transition; returns a function that stops observing. The version
    * detection re-asks the scanner when `to === 'closed'` (the scanner is back from an outage).
    */
   onStateChange(listener: (transition: CircuitTransition) => void): () => void;
   /**
-   * The cheap call that probes the scanner while the breaker is open (the API client's own, e.g. v1
-   * GET /status), chosen at each probe: the API version may be known only later.
+   * The cheap call about no image that tells whether the scanner works (the API client's own, e.g. v1
+   * GET /status), chosen at each use: the API version may be known only later.
    */
   setProbe(probe: () => ScannerProbe): void;
-  /** Stops the probe timer (shutdown, tests). */
+  /** Stops the probe timer and any health check (shutdown, tests). */
   dispose(): void;
 }
 
 const DEFAULT_AUTH_LOG_INTERVAL_MS = 60_000;
 
-function stateName(state: CircuitState): CircuitStateName {
-  return state === CircuitState.Closed ? 'closed' : state === CircuitState.HalfOpen ? 'half_open' : 'open';
+/** Nothing answered: the scanner service is not there (connection refused/reset, DNS, TLS). */
+function isConnectionFailure(error: unknown): boolean {
+  return error instanceof ScannerUnavailableError && error.status === undefined;
 }
 
-/** Counts towards opening the breaker: the scanner is absent or broken, not merely refusing. */
+/** Failed in a way that may be the scanner's or one image's: confirmed by the probe before it counts. */
+function isSuspect(error: unknown): boolean {
+  return (
+    (error instanceof ScannerUnavailableError && error.status !== undefined) ||
+    error instanceof ScannerRequestTimeoutError ||
+    (error instanceof ScannerProtocolError && error.unparseable)
+  );
+}
+
+/** Evidence (certain or to be confirmed) that the scanner service is failing. */
 export function isOutage(error: unknown): boolean {
-  return error instanceof ScannerUnavailableError || error instanceof ScannerRequestTimeoutError;
+  return isConnectionFailure(error) || isSuspect(error);
 }
 
 function hintOf(error: unknown): number | undefined {
   return error instanceof ScannerRateLimitedError || error instanceof ScannerUnavailableError ? error.retryAfterMs : undefined;
 }
 
-/** Exponential backoff with jitter, except that a Retry-After from the scanner sets that delay. */
-class HintedBackoff implements IBackoffFactory<IRetryBackoffContext<unknown>> {
-  constructor(private readonly inner: IBackoffFactory<IRetryBackoffContext<unknown>>) {}
+/**
+ * Delay before retry number `attempt` (0 for the first): capped exponential with half jitter
+ * (between half and all of min(max, initial * 2^attempt)), unless the scanner said when (Retry-After).
+ */
+export function backoffMs(attempt: number, initialMs: number, maxMs: number, random: number, hintMs?: number): number {
+  if (hintMs !== undefined) return hintMs;
+  const ceiling = Math.min(maxMs, initialMs * 2 ** attempt);
+  return Math.floor((ceiling + random * ceiling) / 2);
+}
 
-  next(context: IRetryBackoffContext<unknown>): IBackoff<IRetryBackoffContext<unknown>> {
-    const inner = this.inner.next(context);
-    const hinted = 'error' in context.result ? hintOf(context.result.error) : undefined;
-    const following = new HintedBackoff(inner);
-    return { duration: hinted ?? inner.duration, next: (c) => following.next(c) };
-  }
+/** Resolves with `promise`, or rejects with `reason(signal)` as soon as the signal aborts. */
+function until(promise: Promise<void>, signal: AbortSignal, reason: (signal: AbortSignal) => Error): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(reason(signal));
+      return;
+    }
+    const onAbort = (): void => {
+      reject(reason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    void promise.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
+
+/** Read again after an await (the compiler would take the value from before it). */
+function aborted(signal: AbortSignal): boolean {
+  return signal.aborted;
 }
 
 function abortReason(signal: AbortSignal): ScannerError {
@@ -144,228 +172,216 @@ function abortReason(signal: AbortSignal): ScannerError {
 }
 
 export function createScannerTransport(opts: ScannerTransportOptions): ScannerTransport {
-  const now = opts.now ?? (() => performance.now());
+  const clock = opts.clock ?? clockWith(opts.now);
+  const random = opts.random ?? Math.random;
   const authLogIntervalMs = opts.authLogIntervalMs ?? DEFAULT_AUTH_LOG_INTERVAL_MS;
-  const enabled = opts.breakerFailures > 0;
-  const breaker: CircuitBreakerPolicy = circuitBreaker(handleWhen(isOutage), {
-    halfOpenAfter: opts.probeIntervalMs,
-    breaker: new ConsecutiveBreaker(enabled ? opts.breakerFailures : Number.POSITIVE_INFINITY),
-  });
-  // Cooperative: the call's signal is aborted and axios destroys the socket; the call then throws.
-  const perCall: TimeoutPolicy = timeout(opts.requestTimeoutMs, TimeoutStrategy.Cooperative);
   const lifetime = new AbortController();
   const listeners = new Set<(t: CircuitTransition) => void>();
   // Scans waiting between retries: told when the breaker opens so that they give up at once.
   const waitingRetries = new Set<(error: ScannerCircuitOpenError) => void>();
-  let state: CircuitStateName = 'closed';
-  let openedAt = 0;
-  let nextProbeAt = 0;
   let lastOutage: ScannerError | undefined;
   let probe: (() => ScannerProbe) | undefined;
-  let probeTimer: NodeJS.Timeout | undefined;
   let authFailing = false;
   let authLoggedAt = Number.NEGATIVE_INFINITY;
+  // Suspect failures waiting for the health check in flight (at most one at a time).
+  let suspects: ScannerError[] = [];
+  let checking: Promise<void> | undefined;
   opts.metrics.scannerCircuitState.set(CIRCUIT_STATE_VALUE.closed);
 
-  const openError = (): ScannerCircuitOpenError => {
-    const last = lastOutage !== undefined ? ` (last: ${lastOutage.message})` : '';
-    const next =
-      state === 'half_open' ? 'a probe is in progress' : `next probe in ${(Math.max(0, nextProbeAt - now()) / 1000).toFixed(1)}s`;
-    return new ScannerCircuitOpenError(
-      `circuit breaker open after ${opts.breakerFailures} consecutive scanner failures${last}; ${next}`,
-      { cause: lastOutage },
-    );
-  };
-
-  const scheduleProbe = (delayMs: number): void => {
-    clearTimeout(probeTimer);
-    if (probe === undefined || lifetime.signal.aborted) return;
-    probeTimer = setTimeout(runProbe, delayMs);
-    probeTimer.unref();
-  };
-
-  function runProbe(): void {
-    if (probe === undefined || state !== 'open') return;
-    const current = probe();
-    breaker
-      .execute(({ signal }) => attempt(current.operation, current.run, signal), lifetime.signal)
-      .catch((error: unknown) => {
-        // cockatiel counts Date.now(); a timer that fires a millisecond early is simply rescheduled.
-        if (error instanceof BrokenCircuitError && state === 'open') scheduleProbe(20);
-      });
-  }
-
-  breaker.onStateChange((next) => {
-    const to = stateName(next);
-    const from = state;
-    if (to === from) return;
-    state = to;
-    opts.metrics.scannerCircuitState.set(CIRCUIT_STATE_VALUE[to]);
-    opts.metrics.scannerCircuitTransitions.inc({ to });
-    if (to === 'open') {
-      if (from === 'closed') openedAt = now();
-      nextProbeAt = now() + opts.probeIntervalMs;
-      opts.logger.warn(
-        {
-          circuit: to,
-          from,
-          failures: opts.breakerFailures,
-          probeIntervalMs: opts.probeIntervalMs,
-          ...(lastOutage !== undefined ? { err: describeError(lastOutage) } : {}),
-        },
-        from === 'closed' ? 'scanner circuit opened: scanner calls refused until a probe succeeds' : 'scanner circuit opened again: the probe failed',
-      );
-      const error = openError();
-      for (const giveUp of [...waitingRetries]) giveUp(error);
-      // +1 ms: cockatiel compares Date.now() with its own opening time.
-      scheduleProbe(opts.probeIntervalMs + 1);
-    } else if (to === 'half_open') {
-      opts.logger.info({ circuit: to, from }, 'scanner circuit half-open: probing the scanner');
-    } else {
-      clearTimeout(probeTimer);
-      opts.logger.info({ circuit: to, from, openMs: Math.round(now() - openedAt) }, 'scanner circuit closed: the scanner answers again');
-    }
-    for (const listener of [...listeners]) {
-      try {
-        listener({ from, to });
-      } catch (error) {
-        opts.logger.error({ err: describeError(error) }, 'scanner circuit listener failed (bug)');
+  const breaker = createCircuitBreaker({
+    threshold: opts.breakerFailures,
+    probeIntervalMs: opts.probeIntervalMs,
+    clock,
+    onTransition: ({ from, to }) => {
+      opts.metrics.scannerCircuitState.set(CIRCUIT_STATE_VALUE[to]);
+      opts.metrics.scannerCircuitTransitions.inc({ to });
+      if (to === 'open') {
+        opts.logger.warn(
+          {
+            circuit: to,
+            from,
+            failures: opts.breakerFailures,
+            probeIntervalMs: opts.probeIntervalMs,
+            ...(lastOutage !== undefined ? { err: describeError(lastOutage) } : {}),
+          },
+          from === 'closed' ? 'scanner circuit opened: scanner calls refused until a probe succeeds' : 'scanner circuit opened again: the probe failed',
+        );
+        const error = openError();
+        for (const giveUp of [...waitingRetries]) giveUp(error);
+      } else if (to === 'half_open') {
+        opts.logger.info({ circuit: to, from }, 'scanner circuit half-open: probing the scanner');
+      } else {
+        opts.logger.info({ circuit: to, from, openMs: Math.round(clock.now() - breaker.openedAt) }, 'scanner circuit closed: the scanner answers again');
       }
-    }
+      for (const listener of [...listeners]) {
+        try {
+          listener({ from, to });
+        } catch (error) {
+          opts.logger.error({ err: describeError(error) }, 'scanner circuit listener failed (bug)');
+        }
+      }
+    },
   });
 
-  /** One bounded HTTP exchange; its signal aborts with a ScannerRequestTimeoutError at the timeout. */
-  async function attempt<T>(operation: ScannerOperation, fn: ScannerCall<T>, signal: AbortSignal): Promise<T> {
-    return perCall.execute(async ({ signal: bounded }) => {
-      const controller = new AbortController();
-      const onAbort = (): void => {
-        controller.abort(
-          signal.aborted ? signal.reason : new ScannerRequestTimeoutError(`scanner did not answer ${operation} within ${opts.requestTimeoutMs} ms`),
-        );
-      };
-      if (bounded.aborted) onAbort();
-      else bounded.addEventListener('abort', onAbort, { once: true });
-      try {
-        const result = await fn(controller.signal);
-        authFailing = false;
-        return result;
-      } catch (error) {
-        if (isOutage(error)) lastOutage = error as ScannerError;
-        if (error instanceof ScannerAuthError) noteAuthError(operation, error);
-        throw error;
-      } finally {
-        bounded.removeEventListener('abort', onAbort);
+  function openError(): ScannerCircuitOpenError {
+    const last = lastOutage !== undefined ? ` (last: ${lastOutage.message})` : '';
+    const next =
+      breaker.state === 'half_open'
+        ? 'a probe is in progress'
+        : `next probe in ${(Math.max(0, breaker.nextProbeAt - clock.now()) / 1000).toFixed(1)}s`;
+    return new ScannerCircuitOpenError(`circuit breaker open after ${opts.breakerFailures} consecutive scanner failures${last}; ${next}`, {
+      cause: lastOutage,
+    });
+  }
+
+  /**
+   * Runs the probe once (per-call timeout, no breaker): true when the scanner answered, whatever it
+   * said (a 401 or a 429 is an answer); false on the failures that would count.
+   */
+  async function probeAnswers(): Promise<boolean> {
+    if (probe === undefined) return false;
+    const current = probe();
+    try {
+      await attempt(current.operation, current.run, lifetime.signal, 'none');
+      return true;
+    } catch (error) {
+      if (!isOutage(error)) return !lifetime.signal.aborted;
+      lastOutage = error as ScannerError;
+      return false;
+    }
+  }
+  breaker.setProbe(probeAnswers);
+
+  /**
+   * Suspect failures wait beside the count; once they would open the breaker, the probe is asked
+   * (one at a time): they count if it fails too, and are forgotten if the scanner answers it.
+   */
+  function suspect(error: ScannerError): void {
+    if (!breaker.enabled || breaker.state !== 'closed' || lifetime.signal.aborted) return;
+    suspects.push(error);
+    checkIfDue();
+  }
+
+  function checkIfDue(): void {
+    if (checking !== undefined || suspects.length === 0 || breaker.state !== 'closed' || breaker.failures + suspects.length < opts.breakerFailures) return;
+    checking = probeAnswers().then((answered) => {
+      checking = undefined;
+      const seen = suspects;
+      suspects = [];
+      if (answered) {
+        // The scanner works: these failures were about the images asked for.
+        breaker.success();
+        return;
       }
-    }, signal);
+      lastOutage = seen.at(-1) ?? lastOutage;
+      breaker.failure(seen.length);
+    });
+  }
+
+  function succeeded(): void {
+    breaker.success();
+    // Consecutive failures only: an answer in between clears the suspects too.
+    if (checking === undefined) suspects = [];
+  }
+
+  /**
+   * One bounded HTTP exchange; its signal aborts with a ScannerRequestTimeoutError at the timeout.
+   * `counted`: which outcomes feed the breaker (none for probes and `once`, whose results are read apart).
+   */
+  async function attempt<T>(operation: ScannerOperation, fn: ScannerCall<T>, signal: AbortSignal, counted: 'all' | 'failures' | 'none'): Promise<T> {
+    if (signal.aborted) throw abortReason(signal);
+    const controller = new AbortController();
+    const onAbort = (): void => {
+      controller.abort(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = clock.setTimer(() => {
+      controller.abort(new ScannerRequestTimeoutError(`scanner did not answer ${operation} within ${opts.requestTimeoutMs} ms`));
+    }, opts.requestTimeoutMs);
+    try {
+      const result = await fn(controller.signal);
+      authFailing = false;
+      if (counted === 'all') succeeded();
+      return result;
+    } catch (caught) {
+      // The call's own timeout, whatever the HTTP layer made of the abort.
+      const error = controller.signal.reason instanceof ScannerRequestTimeoutError && !aborted(signal) ? controller.signal.reason : caught;
+      if (error instanceof ScannerAuthError) noteAuthError(operation, error);
+      if (counted !== 'none' && !aborted(signal)) {
+        if (isConnectionFailure(error)) {
+          lastOutage = error as ScannerError;
+          breaker.failure();
+          checkIfDue();
+        } else if (isSuspect(error)) suspect(error as ScannerError);
+      }
+      throw error;
+    } finally {
+      timer.cancel();
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Logged when refusals start (again after a success), at most once per authLogIntervalMs. */
   function noteAuthError(operation: ScannerOperation, error: ScannerAuthError): void {
-    if (authFailing || now() - authLoggedAt < authLogIntervalMs) return;
+    if (authFailing || clock.now() - authLoggedAt < authLogIntervalMs) return;
     authFailing = true;
-    authLoggedAt = now();
+    authLoggedAt = clock.now();
     opts.logger.error({ status: error.status, operation }, 'scanner rejected the credentials: check ANCHORE_CLI_USER / ANCHORE_CLI_PASS');
   }
 
-  /** Through the breaker; while it is open (or a probe runs) nothing reaches the scanner. */
-  async function guarded<T>(operation: ScannerOperation, fn: ScannerCall<T>, signal: AbortSignal): Promise<T> {
-    // With a probe registered, only the probe may half-open the breaker: an admission never waits
-    // for a probe to a hanging scanner. Without one, cockatiel lets the first call after the
-    // interval through as the probe.
-    if (state === 'half_open' || (state === 'open' && probe !== undefined)) throw openError();
-    try {
-      return await breaker.execute(({ signal: s }) => attempt(operation, fn, s), signal);
-    } catch (error) {
-      if (error instanceof BrokenCircuitError) throw openError();
-      throw error;
-    }
+  function rejection(): ScannerCircuitOpenError | undefined {
+    return breaker.state === 'closed' ? undefined : openError();
   }
 
   return {
-    async call<T>(operation: ScannerOperation, fn: ScannerCall<T>, { signal, onCallResult }: CallOptions): Promise<T> {
-      let failingSince: number | undefined;
-      // Aborted when the scan is (its bound, shutdown) or the breaker opens: stops any further retry.
+    async call<T>(operation: ScannerOperation, fn: ScannerCall<T>, { signal, onCallResult, successIsAnswer = true }: CallOptions): Promise<T> {
+      // Aborted when the scan is (its bound, shutdown) or the breaker opens: ends a wait between retries.
       const stop = new AbortController();
-      const policy = retry(
-        handleWhen((error) => {
-          if (!(error instanceof ScannerError) || !error.retryable || stop.signal.aborted) return false;
-          failingSince ??= now();
-          return now() - failingSince < opts.retryBudgetMs;
-        }),
-        {
-          maxAttempts: Number.MAX_SAFE_INTEGER,
-          backoff: new HintedBackoff(
-            new ExponentialBackoff({ initialDelay: opts.retryInitialMs, maxDelay: opts.retryMaxMs, generator: halfJitterGenerator }),
-          ),
-        },
-      ).dangerouslyUnref();
-      let inCall = false;
-      return new Promise<T>((resolve, reject) => {
-        let settled = false;
-        const finish = (): void => {
-          settled = true;
-          signal.removeEventListener('abort', onScanAbort);
-          waitingRetries.delete(onOpen);
-        };
-        // cockatiel's retry delay cannot be interrupted: a scan waiting in it is answered here, and
-        // the retry that wakes later finds `stop` aborted and makes no call.
-        const giveUp = (error: ScannerError): void => {
-          if (!stop.signal.aborted) stop.abort(error);
-          if (inCall || settled) return;
-          finish();
-          reject(error);
-        };
-        const onScanAbort = (): void => {
-          giveUp(abortReason(signal));
-        };
-        const onOpen = (error: ScannerCircuitOpenError): void => {
-          giveUp(error);
-        };
-        if (signal.aborted) {
-          reject(abortReason(signal));
-          return;
+      const onScanAbort = (): void => {
+        stop.abort(abortReason(signal));
+      };
+      const onOpen = (error: ScannerCircuitOpenError): void => {
+        stop.abort(error);
+      };
+      if (signal.aborted) throw abortReason(signal);
+      signal.addEventListener('abort', onScanAbort, { once: true });
+      waitingRetries.add(onOpen);
+      let failingSince: number | undefined;
+      try {
+        for (let retry = 0; ; retry += 1) {
+          // While the probe confirms failures that would open the breaker, nothing new is sent: one
+          // more call to a failing scanner is a call the breaker is there to spare.
+          if (checking !== undefined) await until(checking, stop.signal, (stopped) => stopped.reason as Error);
+          const refused = rejection();
+          if (refused !== undefined) throw refused;
+          try {
+            const result = await attempt(operation, fn, signal, successIsAnswer ? 'all' : 'failures');
+            onCallResult?.(undefined);
+            return result;
+          } catch (error) {
+            const retryable = error instanceof ScannerError && error.retryable && !signal.aborted;
+            if (retryable) onCallResult?.(error);
+            if (!retryable) throw error;
+            // Its failure may be one the probe is confirming: the answer decides whether it retries.
+            if (checking !== undefined) await until(checking, signal, abortReason);
+            // A call that was under way when the breaker opened ends with its own error.
+            if (stop.signal.aborted) throw error;
+            failingSince ??= clock.now();
+            if (clock.now() - failingSince >= opts.retryBudgetMs) throw error;
+            await delay(clock, backoffMs(retry, opts.retryInitialMs, opts.retryMaxMs, random(), hintOf(error)), stop.signal);
+          }
         }
-        signal.addEventListener('abort', onScanAbort, { once: true });
-        waitingRetries.add(onOpen);
-        policy
-          .execute(async () => {
-            if (stop.signal.aborted) throw stop.signal.reason as Error;
-            inCall = true;
-            try {
-              const result = await guarded(operation, fn, signal);
-              onCallResult?.(undefined);
-              return result;
-            } catch (error) {
-              if (error instanceof ScannerError && error.retryable && !signal.aborted) onCallResult?.(error);
-              throw error;
-            } finally {
-              inCall = false;
-            }
-          }, stop.signal)
-          .then(
-            (value) => {
-              if (settled) return;
-              finish();
-              resolve(value);
-            },
-            (error: unknown) => {
-              if (settled) return;
-              finish();
-              reject(error instanceof Error ? error : new ScanAbortedError(String(error)));
-            },
-          );
-      });
+      } finally {
+        signal.removeEventListener('abort', onScanAbort);
+        waitingRetries.delete(onOpen);
+      }
     },
     once(operation, fn, signal) {
-      return attempt(operation, fn, signal);
+      return attempt(operation, fn, signal, 'none');
     },
-    rejection() {
-      if (state === 'closed' || !enabled) return undefined;
-      if (state === 'open' && probe === undefined && now() >= nextProbeAt) return undefined;
-      return openError();
-    },
+    rejection,
     get state() {
-      return state;
+      return breaker.state;
     },
     onStateChange(listener) {
       listeners.add(listener);
@@ -375,11 +391,10 @@ export function createScannerTransport(opts: ScannerTransportOptions): ScannerTr
     },
     setProbe(choose) {
       probe = choose;
-      if (state === 'open') scheduleProbe(Math.max(0, nextProbeAt - now()) + 1);
     },
     dispose() {
       lifetime.abort(new ScanAbortedError('scanner transport disposed'));
-      clearTimeout(probeTimer);
+      breaker.dispose();
     },
   };
 }

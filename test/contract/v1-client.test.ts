@@ -39,6 +39,7 @@ function client(overrides: Partial<AnchoreClientOptions> = {}): Scanner {
     insecureSkipTlsVerify: false,
     requestTimeoutMs: 2_000,
     pollInitialMs: 5,
+    retryBackoffMs: 5,
     pollMaxMs: 10,
     retryBudgetMs: 2_000,
     metrics: createMetrics(),

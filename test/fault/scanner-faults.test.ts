@@ -3,6 +3,10 @@
  * 429, 401, slow, hang, malformed JSON, wrong shapes, analysis_failed, 404 forever, no policy), each
  * with REJECT_IF_TIMEOUT=true and false. For every cell the decision, the message, the metrics and the
  * decision log line are checked. Real sockets: the scanner simulator and scangate's HTTPS webhook.
+ * No wall-clock window is asserted here: the Retry-After delay and the retry backoff are checked on a
+ * manual clock (test/unit/scanner-transport.test.ts), the deadline arithmetic in
+ * test/unit/cache-and-deadline.test.ts, and answer times under a hanging scanner by the bench
+ * (bench/scenarios/deadline.mjs).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -46,8 +50,6 @@ interface FaultCase {
   readonly calls: ReadonlyArray<readonly [operation: string, outcome: string, atLeast: number]>;
   /** A log line (msg) that must appear, with fields it must carry. */
   readonly logLine?: { msg: string; level: string };
-  /** Lower bound of the answer time (e.g. Retry-After honoured). */
-  readonly atLeastMs?: number;
   /** What differs when the scanner speaks v2 (the wire shapes; everything else is the same). */
   readonly v2?: { readonly expect: Expect };
 }
@@ -87,14 +89,12 @@ const CASES: readonly FaultCase[] = [
       ['add_image', 'ok', 1],
       ['check', 'ok', 1],
     ],
-    atLeastMs: 950,
   },
   {
     name: '503 with Retry-After: 1, forever',
     faults: () => ({ status: 503, retryAfterSeconds: 1 }),
     expect: { kind: 'scanner-error', detail: 'scanner failed add_image (HTTP 503)', settles: true },
     calls: [['add_image', 'server_error', 2]],
-    atLeastMs: 950,
   },
   {
     name: '429 rate limited',
@@ -117,7 +117,6 @@ const CASES: readonly FaultCase[] = [
       ['add_image', 'ok', 1],
       ['check', 'ok', 1],
     ],
-    atLeastMs: 300,
   },
   {
     name: 'slow scanner, failing verdict (150 ms a call)',
@@ -239,9 +238,7 @@ for (const rejectIfTimeout of [true, false]) {
         const webhook = await startWebhook({ ...BASE_ENV, ...c.env, ...pinned, ANCHORE_CLI_URL: url, REJECT_IF_TIMEOUT: String(rejectIfTimeout) });
         try {
           const { uid, body } = deploymentPodReview([image]);
-          const startedAt = performance.now();
           const res = await request(`${webhook.url}/validate?timeout=${TIMEOUT_MS / 1000}s`, { rawBody: body, timeoutMs: 20_000 });
-          const elapsedMs = performance.now() - startedAt;
 
           // ---- the answer ----
           assert.equal(res.status, 200, res.text);
@@ -285,9 +282,6 @@ for (const rejectIfTimeout of [true, false]) {
               reasons = response.warnings[0];
             }
           }
-          // Every answer lands before the API server gives up (its timeout; the margin is kept back).
-          assert.ok(elapsedMs < TIMEOUT_MS, `answered after ${elapsedMs.toFixed(0)} ms, the API server waits ${TIMEOUT_MS} ms`);
-          if (c.atLeastMs !== undefined) assert.ok(elapsedMs >= c.atLeastMs, `answered after ${elapsedMs.toFixed(0)} ms, expected >= ${c.atLeastMs}`);
 
           // ---- the decision log line ----
           const decisions = webhook.logs.find('decision');

@@ -12,6 +12,7 @@ import { composeScangate, type Scangate } from '../../src/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/observability/logger.js';
+import type { Clock } from '../../src/scanner/clock.js';
 
 export interface TlsFiles {
   readonly dir: string;
@@ -68,7 +69,7 @@ export interface Webhook {
 }
 
 /** Starts scangate's HTTPS webhook on 127.0.0.1:0 with env-style settings (as main.ts would). */
-export async function startWebhook(env: Record<string, string>): Promise<Webhook> {
+export async function startWebhook(env: Record<string, string>, opts: { scannerClock?: Clock } = {}): Promise<Webhook> {
   const tls = makeTlsFiles();
   const config = parseConfig(
     { LOG_LEVEL: 'info', TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, HOST: '127.0.0.1', PORT: '0', ...env },
@@ -77,7 +78,7 @@ export async function startWebhook(env: Record<string, string>): Promise<Webhook
   );
   const logs = new LogCapture();
   const logger = createLogger({ level: config.logLevel, destination: logs });
-  const scangate = composeScangate(config, { logger });
+  const scangate = composeScangate(config, { logger, ...(opts.scannerClock !== undefined ? { scannerClock: opts.scannerClock } : {}) });
   const running: RunningServer = await startServer(scangate.app, {
     host: '127.0.0.1',
     port: 0,
@@ -99,8 +100,7 @@ export async function startWebhook(env: Record<string, string>): Promise<Webhook
     close: async () => {
       scangate.state.ready = false;
       await running.close(2000);
-      scangate.coordinator.abortAll();
-      scangate.scannerTransport.dispose();
+      scangate.close();
       await scangate.coordinator.idle();
     },
   };

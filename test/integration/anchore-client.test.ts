@@ -44,6 +44,7 @@ describe('anchore client: scanner texts', () => {
       insecureSkipTlsVerify: false,
       requestTimeoutMs: 2000,
       pollInitialMs: 10,
+      retryBackoffMs: 10,
       pollMaxMs: 20,
       retryBudgetMs: 100,
       metrics: createMetrics(),

@@ -55,6 +55,21 @@ test('check: exit 0 allowed, 1 denied, 2 when the scanner cannot give a verdict'
   assert.ok(!`${wrong.stdout}${wrong.stderr}`.includes('not-the-password'));
 });
 
+test('check ends by itself (no process.exit): a scan still in flight at --timeout-ms is aborted, sockets and timers closed', async () => {
+  const hanging = await startScannerSimulator({ user: 'admin', password: 'cli-test-pass' });
+  hanging.setFaults({ hang: true });
+  try {
+    const env = { ANCHORE_CLI_URL: hanging.url, ANCHORE_CLI_USER: 'admin', ANCHORE_CLI_PASS: 'cli-test-pass', SCANNER_REQUEST_TIMEOUT_MS: '60000' };
+    // The scanner never answers: at the deadline the scan is still on the wire. If anything of the
+    // client kept the event loop alive, execFile's guard would kill the process (code -1).
+    const result = await run(['check', '--timeout-ms', '1000', 'nginx:1.25.3'], env);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stdout, /^IMAGE\s+RESULT\s+CACHE\s+DIGEST\nnginx:1.25.3\s+timeout\s+miss/);
+  } finally {
+    await hanging.close();
+  }
+});
+
 test('bad configuration: one message listing every problem, exit 2', async () => {
   const { code, stderr } = await run(['serve'], { REJECT_IF_TIMEOUT: 'sometimes', PORT: 'http' });
   assert.equal(code, 2);

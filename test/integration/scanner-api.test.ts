@@ -64,6 +64,7 @@ function client(baseUrl: string, opts: { apiVersion?: ApiVersionSetting; user?: 
     insecureSkipTlsVerify: false,
     requestTimeoutMs: 2000,
     pollInitialMs: 20,
+    retryBackoffMs: 20,
     pollMaxMs: 50,
     retryBudgetMs: opts.retryBudgetMs ?? 300,
     metrics,

@@ -92,8 +92,9 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
       log(`REJECT_IF_TIMEOUT=true: first answer after ${String(Math.round(direct.durationMs))} ms (webhook timeoutSeconds=${String(webhookTimeoutS)}): ${direct.stderr.trim()}`);
       assert.notEqual(direct.code, 0, 'a pod whose scan is still running must be refused');
       assert.match(direct.stderr, new RegExp(`${escapeRe(DENIED)}: Image scan still in progress: ${escapeRe(image)}`));
+      // Answered in time, as the API server judges it (its own timeout): a late answer is "failed calling
+      // webhook ... deadline exceeded". The wait itself is tested on mock timers (test/unit/deadline-timers.test.ts).
       assert.doesNotMatch(direct.stderr, /failed calling webhook|deadline exceeded|context canceled/);
-      assert.ok(direct.durationMs < webhookTimeoutS * 1000 + 1500, `answered in ${String(direct.durationMs)} ms`);
 
       // A Deployment's ReplicaSet is refused the same way, retries with backoff, and gets the verdict.
       const create = await cluster.kubectl(['create', 'deployment', 'slowscan', `--image=${image}`]);

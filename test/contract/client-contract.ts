@@ -28,12 +28,12 @@ export interface ClientContractContext {
   readonly rig: Rig;
   readonly contract: ApiContract;
   /** The client under test, speaking the dialect's API unless overridden. */
-  client(overrides?: Partial<AnchoreClientOptions>): Scanner;
-  scan(scanner: Scanner, image: string): Promise<ScanVerdict>;
+  readonly client: (overrides?: Partial<AnchoreClientOptions>) => Scanner;
+  readonly scan: (scanner: Scanner, image: string) => Promise<ScanVerdict>;
   /** The recorded exchanges conform; returns "operationId status" per exchange. */
-  conforming(): string[];
+  readonly conforming: () => string[];
   /** Counts operations checked outside conforming() as exercised. */
-  noteSeen(ops: readonly string[]): void;
+  readonly noteSeen: (ops: readonly string[]) => void;
 }
 
 /** What differs between the APIs: one row per API version. */
@@ -74,8 +74,8 @@ export function clientContractSuite(dialect: ClientDialect): void {
     get contract() {
       return contract;
     },
-    client(overrides = {}) {
-      return createAnchoreClient({
+    client: (overrides = {}) =>
+      createAnchoreClient({
         baseUrl: rig.url,
         // The scenarios speak the API as configured; auto detection has its own test.
         apiVersion: dialect.api,
@@ -89,19 +89,18 @@ export function clientContractSuite(dialect: ClientDialect): void {
         metrics: createMetrics(),
         logger: pino({ level: 'silent' }),
         ...overrides,
-      });
-    },
-    scan(scanner, image) {
+      }),
+    scan: (scanner, image) => {
       const parsed = parseImageReference(image);
       assert.ok(parsed.valid, image);
       return scanner.scan(parsed.reference, { signal: AbortSignal.timeout(10_000), onCallResult: () => undefined });
     },
-    conforming() {
+    conforming: () => {
       const ops = assertConforms(contract, rig.proxy.exchanges);
       ctx.noteSeen(ops);
       return ops;
     },
-    noteSeen(ops) {
+    noteSeen: (ops) => {
       for (const op of ops) seen.add(op);
     },
   };

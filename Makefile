@@ -22,36 +22,48 @@ node_modules: package-lock.json
 node: node_modules ## Print the Node.js the build, the tests and the image use (the locked Node 24) and where it is
 	@echo "$$($(NODE) -p 'process.version + " (" + process.release.lts + " LTS)"') $(NODE)"
 
+# dist/ (and simulator/dist/) is built once and reused by every target until a source changes. A change
+# (a file edited, added, deleted or renamed: the folder's own time changes too) rebuilds it from scratch,
+# so a test of a deleted source never runs from a stale dist/ (the test globs take everything in dist/test).
+BUILT   := dist/.built
+SOURCES := tsconfig.json package-lock.json src/. test/. simulator/src/. simulator/tsconfig.json $(shell find src test simulator/src -mindepth 1 \( -name '*.ts' -o -type d \))
+TSC     := $(NODE) node_modules/typescript/bin/tsc
+
+$(BUILT): node_modules $(SOURCES)
+	rm -rf dist simulator/dist && $(TSC) -p simulator/tsconfig.json && $(TSC) -p tsconfig.json
+	@touch $@
+
 .PHONY: build
-build: node_modules ## Compile the scanner simulator (simulator/ -> simulator/dist/), then src/ and test/ into dist/
-	rm -rf dist simulator/dist && $(NODE) node_modules/typescript/bin/tsc -p simulator/tsconfig.json && $(NODE) node_modules/typescript/bin/tsc -p tsconfig.json
+build: node_modules ## Compile the scanner simulator (simulator/ -> simulator/dist/), then src/ and test/ into dist/, from scratch
+	rm -rf dist simulator/dist && $(TSC) -p simulator/tsconfig.json && $(TSC) -p tsconfig.json
+	@touch $(BUILT)
 
 .PHONY: scanner-sim
 scanner-sim: node_modules ## Run the scanner simulator, a developer tool outside the image (ARGS="--api v2 --port 8228")
-	$(NODE) node_modules/typescript/bin/tsc -p simulator/tsconfig.json && $(NODE) simulator/dist/main.js $(ARGS)
+	$(TSC) -p simulator/tsconfig.json && $(NODE) simulator/dist/main.js $(ARGS)
 
 .PHONY: settings
-settings: build ## Rewrite the README's settings table and deploy.sh's CONFIG_KEYS from src/settings.ts
+settings: $(BUILT) ## Rewrite the README's settings table and deploy.sh's CONFIG_KEYS from src/settings.ts
 	$(NODE) scripts/gen-settings.mjs
 
 .PHONY: unit
-unit: build ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
+unit: $(BUILT) ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
 	$(NODE) --test $(TEST_FLAGS) dist/test/unit/*.test.js
 
 .PHONY: integration
-integration: build ## Integration tests over real sockets (HTTPS webhook + scanner simulator)
+integration: $(BUILT) ## Integration tests over real sockets (HTTPS webhook + scanner simulator)
 	$(NODE) --test $(TEST_FLAGS) dist/test/integration/*.test.js
 
 .PHONY: contract
-contract: build ## Contract tests: client requests and simulator answers validated against the official Anchore specs (test/fixtures/reference)
+contract: $(BUILT) ## Contract tests: client requests and simulator answers validated against the official Anchore specs (test/fixtures/reference)
 	$(NODE) --test $(TEST_FLAGS) dist/test/contract/*.test.js
 
 .PHONY: fault
-fault: build ## Fault-injection, hostile-input, soak, SIGTERM and secrets suite
+fault: $(BUILT) ## Fault-injection, hostile-input, soak, SIGTERM and secrets suite
 	$(NODE) --test $(TEST_FLAGS) dist/test/fault/*.test.js
 
 .PHONY: e2e
-e2e: build ## End-to-end suite against a local kube-apiserver (builds the control plane once)
+e2e: $(BUILT) ## End-to-end suite against a local kube-apiserver (builds the control plane once)
 	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/e2e/*.test.js
 
 .PHONY: lint
@@ -59,11 +71,11 @@ lint: node_modules ## typescript-eslint strictTypeChecked over src/, test/ and s
 	$(NODE) node_modules/eslint/bin/eslint.js src test simulator
 
 .PHONY: check
-check: build lint ## The README's test command: unit + integration + contract + fault + e2e, in one run
+check: $(BUILT) lint ## The README's test command: unit + integration + contract + fault + e2e, in one run
 	$(NODE) --test $(TEST_FLAGS) --test-timeout=2400000 dist/test/unit/*.test.js dist/test/integration/*.test.js dist/test/contract/*.test.js dist/test/fault/*.test.js dist/test/e2e/*.test.js
 
 .PHONY: bench
-bench: build ## Benchmarks (bench/, own package.json): prints the tables; BENCH_ARGS="--quick --out FILE"
+bench: $(BUILT) ## Benchmarks (bench/, own package.json): prints the tables; BENCH_ARGS="--quick --out FILE"
 	cd bench && npm ci --no-audit --no-fund && $(NODE) run.mjs $(BENCH_ARGS)
 
 .PHONY: clean
@@ -86,7 +98,7 @@ cluster-down: ## Stop the local control plane (and the demo's scangate + simulat
 	scripts/cluster-down.sh
 
 .PHONY: node-up
-node-up: build ## A one-node cluster with a real kubelet (containerd, runc, CNI) in its own network namespace (root)
+node-up: $(BUILT) ## A one-node cluster with a real kubelet (containerd, runc, CNI) in its own network namespace (root)
 	scripts/node-up.sh
 
 .PHONY: node-down
@@ -94,12 +106,12 @@ node-down: ## Stop the node of node-up: processes, mounts, network namespace, cg
 	scripts/node-down.sh
 
 .PHONY: node-images
-node-images: build ## scangate's and the pause image as OCI archives in .run/images (no Docker)
+node-images: $(BUILT) ## scangate's and the pause image as OCI archives in .run/images (no Docker)
 	scripts/build-image.sh scangate .run/images/scangate.tar $(IMAGE)
 	scripts/build-image.sh pause .run/images/pause.tar
 
 .PHONY: bench-replicas
-bench-replicas: build ## On a node of its own: apply -> 20 pods created, scans shorter/longer than the webhook timeout
+bench-replicas: $(BUILT) ## On a node of its own: apply -> 20 pods created, scans shorter/longer than the webhook timeout
 	scripts/bench-replicas.sh
 
 .PHONY: certs
@@ -132,7 +144,7 @@ test: ## Sample deployments nginx + apache-struts2 in the current context; fails
 
 .PHONY: demo
 SCANNER_API ?= v1
-demo: build ## One command: control plane + scanner simulator + scangate + samples + kubectl get events (SCANNER_API=v1|v2)
+demo: $(BUILT) ## One command: control plane + scanner simulator + scangate + samples + kubectl get events (SCANNER_API=v1|v2)
 	SCANNER_API=$(SCANNER_API) scripts/demo.sh
 
 .PHONY: image

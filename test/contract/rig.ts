@@ -3,6 +3,7 @@
  * that every recorded exchange conforms to a contract. Real sockets on 127.0.0.1 only.
  */
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { startScannerSimulator, type ScannerSimulator, type SimulatorOptions } from '@scangate/simulator';
 import type { ApiContract, HttpExchange } from './openapi-contract.js';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.js';
@@ -95,4 +96,32 @@ export async function send(
     // not JSON: kept as text
   }
   return { status: res.status, headers: res.headers, body: parsed };
+}
+
+/**
+ * Property: every body of `bodies` that the document refuses, the simulator refuses too (400), and
+ * every answer conforms. `post` sends one body; enough of the bodies must be refusals (else the
+ * property would pass on valid bodies alone).
+ */
+export async function assertRefusesWhatTheDocumentRefuses(
+  rig: Rig,
+  contract: ApiContract,
+  bodies: fc.Arbitrary<unknown>,
+  post: (body: unknown) => Promise<Answer>,
+): Promise<void> {
+  let refusedByDocument = 0;
+  await fc.assert(
+    fc.asyncProperty(bodies, async (b) => {
+      rig.proxy.clear();
+      const got = await post(b);
+      const [e] = rig.proxy.exchanges;
+      if (e === undefined) return false;
+      assert.deepEqual(contract.checkResponse(e), [], `response to ${JSON.stringify(b)}`);
+      if (contract.checkRequest(e.request).length === 0) return true;
+      refusedByDocument += 1;
+      return got.status === 400;
+    }),
+    { numRuns: 150, seed: 20261202 },
+  );
+  assert.ok(refusedByDocument > 30, `the property exercised only ${String(refusedByDocument)} refused bodies`);
 }

@@ -11,39 +11,41 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { freePort, haveCommand, LocalProcess, ROOT, run, tailFile, waitFor, type RunResult } from './harness.js';
+import { after, before, describe } from 'node:test';
+import {
+  freePort,
+  LocalProcess,
+  logTo,
+  MINUTE,
+  missingCommands,
+  ROOT,
+  run,
+  scenarios,
+  scriptCheck,
+  skipReason as suiteSkipReason,
+  tailFile,
+  waitFor,
+  type RunResult,
+} from './harness.js';
 
-const CI = process.env['CI'] === 'true';
 const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638:2.3.12';
 const CLEAN = 'nginx:1.25.3';
 const DENIED = 'admission webhook "images.scangate.io" denied the request';
 const CONTROLLER = 'scangate-admin';
-const MINUTE = 60_000;
 const GLASS_NS = 'glass';
 const PIN_NS = 'pin';
 
-function log(message: string): void {
-  process.stderr.write(`[e2e break-glass/pinning] ${message}\n`);
-}
+const log = logTo('e2e break-glass/pinning');
 
 function skipReason(): string | undefined {
-  const problems = ['kubectl', 'openssl', 'curl', 'make'].filter((c) => !haveCommand(c)).map((c) => `${c} is not installed`);
-  const r = spawnSync('bash', [join(ROOT, 'scripts/build-control-plane.sh'), '--check'], { encoding: 'utf8' });
-  if (r.status !== 0) problems.push(r.stderr.trim() || 'the control plane cannot be built');
-  if (problems.length === 0) return undefined;
-  const reason = `e2e needs a local control plane: ${problems.join('; ')}`;
-  if (CI) {
-    log(`CI=true, so not skipping although ${reason}`);
-    return undefined;
-  }
-  log(`skipping: ${reason}`);
-  return reason;
+  const problems = missingCommands(['kubectl', 'openssl', 'curl', 'make']);
+  const check = scriptCheck('build-control-plane.sh', 'the control plane cannot be built');
+  if (check !== undefined) problems.push(check);
+  return suiteSkipReason(log, 'e2e needs a local control plane', problems);
 }
 
 /** Settings a developer may have exported: never inherited. */
@@ -196,21 +198,8 @@ const reason = skipReason();
 
 describe('e2e: break-glass and digest pinning against kube-apiserver', { skip: reason ?? false }, () => {
   const e = new Env();
-  let failed = false;
-
-  function scenario(name: string, fn: () => Promise<void>): void {
-    it(name, { timeout: 5 * MINUTE }, async () => {
-      const started = performance.now();
-      try {
-        await fn();
-        log(`${name}: passed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      } catch (err) {
-        failed = true;
-        log(`${name}: FAILED: ${String(err)}\n${e.diagnostics()}`);
-        throw err;
-      }
-    });
-  }
+  const suite = scenarios(log, () => e.diagnostics(), 5 * MINUTE);
+  const { scenario } = suite;
 
   before(
     async () => {
@@ -271,7 +260,7 @@ describe('e2e: break-glass and digest pinning against kube-apiserver', { skip: r
           return r.stderr.includes(`${DENIED}: Images using latest tag`) ? true : undefined;
         }, () => last);
       } catch (err) {
-        failed = true;
+        suite.failed = true;
         log(`set-up FAILED: ${String(err)}\n${e.diagnostics()}`);
         throw err;
       }
@@ -285,7 +274,7 @@ describe('e2e: break-glass and digest pinning against kube-apiserver', { skip: r
       await e.sim?.stop();
       const down = await run('bash', [join(ROOT, 'scripts/cluster-down.sh'), '--keep-logs'], { env: e.env(), timeoutMs: MINUTE });
       if (down.code !== 0) log(`cluster-down.sh exited ${String(down.code)}: ${down.stderr}`);
-      if (failed) log(`failures: logs kept in ${e.runDir}`);
+      if (suite.failed) log(`failures: logs kept in ${e.runDir}`);
       else rmSync(e.runDir, { recursive: true, force: true });
     },
     { timeout: 2 * MINUTE },

@@ -26,43 +26,26 @@
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { DEFAULTS } from '../../src/config.js';
-import { haveCommand, ROOT, run, tailFile, waitFor, type RunResult } from './harness.js';
+import { logTo, MINUTE, missingCommands, ROOT, run, scenarios, scriptCheck, skipReason as suiteSkipReason, tailFile, waitFor, type RunResult } from './harness.js';
 
-const CI = process.env['CI'] === 'true';
-const MINUTE = 60_000;
 const NAMESPACE = 'scangate';
 const RELEASE = 'scangate';
 
-function log(message: string): void {
-  process.stderr.write(`[chart] ${message}\n`);
-}
-
-function scriptCheck(script: string): string | undefined {
-  const r = spawnSync('bash', [join(ROOT, 'scripts', script), '--check'], { encoding: 'utf8' });
-  return r.status === 0 ? undefined : r.stderr.trim() || `${script} --check failed`;
-}
+const log = logTo('chart');
 
 function skipReason(): string | undefined {
-  const problems = ['kubectl', 'openssl', 'curl', 'make'].filter((c) => !haveCommand(c)).map((c) => `${c} is not installed`);
+  const problems = missingCommands(['kubectl', 'openssl', 'curl', 'make']);
   for (const script of ['build-control-plane.sh', 'build-helm.sh']) {
     const p = scriptCheck(script);
     if (p !== undefined) problems.push(p);
   }
-  if (problems.length === 0) return undefined;
-  const reason = `the chart suite needs helm and a local control plane: ${problems.join('; ')}`;
-  if (CI) {
-    log(`CI=true, so not skipping although ${reason}`);
-    return undefined;
-  }
-  log(`skipping: ${reason}`);
-  return reason;
+  return suiteSkipReason(log, 'the chart suite needs helm and a local control plane', problems);
 }
 
 /** Variables of the scripts and of scangate a developer may have exported: never inherited. */
@@ -186,7 +169,8 @@ const reason = skipReason();
 
 describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? false }, () => {
   const cluster = new ChartCluster();
-  let failed = false;
+  const suite = scenarios(log, () => cluster.diagnostics(), 10 * MINUTE);
+  const { scenario } = suite;
   const password = `pw-${randomBytes(12).toString('hex')}`;
   const deployEnv = (extra: Record<string, string> = {}): Record<string, string> => ({
     ANCHORE_CLI_URL: 'http://anchore.example.invalid:8228/v1',
@@ -196,20 +180,6 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     ...extra,
   });
 
-  function scenario(name: string, fn: () => Promise<void>, timeoutMs = 10 * MINUTE): void {
-    it(name, { timeout: timeoutMs }, async () => {
-      const started = performance.now();
-      try {
-        await fn();
-        log(`${name}: passed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      } catch (err) {
-        failed = true;
-        log(`${name}: FAILED: ${String(err)}`);
-        log(await cluster.diagnostics());
-        throw err;
-      }
-    });
-  }
 
   before(
     async () => {
@@ -241,7 +211,7 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     async () => {
       const down = await run('bash', [join(ROOT, 'scripts/cluster-down.sh'), '--keep-logs'], { env: cluster.env(), timeoutMs: MINUTE });
       if (down.code !== 0) log(`cluster-down.sh exited ${String(down.code)}: ${down.stderr}`);
-      if (failed) log(`failures: logs kept in ${cluster.runDir}`);
+      if (suite.failed) log(`failures: logs kept in ${cluster.runDir}`);
       else rmSync(cluster.runDir, { recursive: true, force: true });
     },
     { timeout: 2 * MINUTE },

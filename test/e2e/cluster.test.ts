@@ -8,31 +8,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { ROOT, run, waitFor } from './harness.js';
+import { after, before, describe } from 'node:test';
+import { ROOT, run, scenarios, waitFor } from './harness.js';
 import { CLEAN, Cluster, DENIED, escapeRe, log, MINUTE, NAMESPACE, setUp, skipReason, STRUTS, tearDown, WEBHOOK } from './local-cluster.js';
 
 const reason = skipReason();
 
 describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator', { skip: reason ?? false }, () => {
   let cluster: Cluster;
-  let failed = false;
-
-  /** A scenario: on failure, prints scangate's, the simulator's and the apiserver's logs and events. */
-  function scenario(name: string, fn: () => Promise<void>, timeoutMs = 5 * MINUTE): void {
-    it(name, { timeout: timeoutMs }, async () => {
-      const started = performance.now();
-      try {
-        await fn();
-        log(`${name}: passed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      } catch (err) {
-        failed = true;
-        log(`${name}: FAILED after ${((performance.now() - started) / 1000).toFixed(1)} s: ${String(err)}`);
-        log(await cluster.diagnostics());
-        throw err;
-      }
-    });
-  }
+  // On failure a scenario prints scangate's, the simulator's and the apiserver's logs and events.
+  const suite = scenarios(log, () => cluster.diagnostics(), 5 * MINUTE);
+  const { scenario } = suite;
 
   before(
     async () => {
@@ -41,7 +27,7 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
       try {
         await setUp(cluster);
       } catch (err) {
-        failed = true;
+        suite.failed = true;
         log(`set-up FAILED: ${String(err)}`);
         log(await cluster.diagnostics());
         throw err;
@@ -52,7 +38,7 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
 
 
   after(
-    () => tearDown(cluster, failed),
+    () => tearDown(cluster, suite.failed),
     { timeout: 2 * MINUTE },
   );
 
@@ -106,8 +92,9 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
       log(`REJECT_IF_TIMEOUT=true: first answer after ${String(Math.round(direct.durationMs))} ms (webhook timeoutSeconds=${String(webhookTimeoutS)}): ${direct.stderr.trim()}`);
       assert.notEqual(direct.code, 0, 'a pod whose scan is still running must be refused');
       assert.match(direct.stderr, new RegExp(`${escapeRe(DENIED)}: Image scan still in progress: ${escapeRe(image)}`));
+      // Answered in time, as the API server judges it (its own timeout): a late answer is "failed calling
+      // webhook ... deadline exceeded". The wait itself is tested on mock timers (test/unit/deadline-timers.test.ts).
       assert.doesNotMatch(direct.stderr, /failed calling webhook|deadline exceeded|context canceled/);
-      assert.ok(direct.durationMs < webhookTimeoutS * 1000 + 1500, `answered in ${String(direct.durationMs)} ms`);
 
       // A Deployment's ReplicaSet is refused the same way, retries with backoff, and gets the verdict.
       const create = await cluster.kubectl(['create', 'deployment', 'slowscan', `--image=${image}`]);

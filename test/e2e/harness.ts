@@ -5,6 +5,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root (this file runs from dist/test/e2e/). */
@@ -61,6 +63,74 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(opts.input ?? '');
   });
+}
+
+/** In CI a suite that cannot run here fails instead of being skipped. */
+export const CI = process.env['CI'] === 'true';
+
+export const MINUTE = 60_000;
+
+/** A suite's log: `[tag] message` lines on stderr. */
+export function logTo(tag: string): (message: string) => void {
+  return (message) => {
+    process.stderr.write(`[${tag}] ${message}\n`);
+  };
+}
+
+/** `<name> is not installed` for each command of `names` missing from PATH. */
+export function missingCommands(names: readonly string[]): string[] {
+  return names.filter((c) => !haveCommand(c)).map((c) => `${c} is not installed`);
+}
+
+/** What `scripts/<script> --check` reports on stderr when it fails (`fallback` when silent), or undefined. */
+export function scriptCheck(script: string, fallback = `${script} --check failed`): string | undefined {
+  const r = spawnSync('bash', [join(ROOT, 'scripts', script), '--check'], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : r.stderr.trim() || fallback;
+}
+
+/**
+ * Why a suite cannot run here (`needs`: what it needs, then the problems), or undefined when nothing
+ * is missing. With CI=true a problem is never a skip: the suite runs, and fails on what is missing.
+ */
+export function skipReason(log: (message: string) => void, needs: string, problems: readonly string[]): string | undefined {
+  if (problems.length === 0) return undefined;
+  const reason = `${needs}: ${problems.join('; ')}`;
+  if (CI) {
+    log(`CI=true, so not skipping although ${reason}`);
+    return undefined;
+  }
+  log(`skipping: ${reason}`);
+  return reason;
+}
+
+export interface Scenarios {
+  /** One test: its time in the log; on failure the suite's diagnostics, and the suite is marked failed. */
+  readonly scenario: (name: string, fn: () => Promise<void>, timeoutMs?: number) => void;
+  /** Set by a failed scenario (or by the suite's own set-up): the after hook keeps the logs then. */
+  failed: boolean;
+}
+
+/** The scenarios of one e2e suite, each logged with `log`; `diagnostics` is what a failure prints. */
+export function scenarios(log: (message: string) => void, diagnostics: () => string | Promise<string>, defaultTimeoutMs: number): Scenarios {
+  const suite: Scenarios = {
+    failed: false,
+    scenario: (name, fn, timeoutMs = defaultTimeoutMs) => {
+      it(name, { timeout: timeoutMs }, async () => {
+        const started = performance.now();
+        const seconds = (): string => ((performance.now() - started) / 1000).toFixed(1);
+        try {
+          await fn();
+          log(`${name}: passed in ${seconds()} s`);
+        } catch (err) {
+          suite.failed = true;
+          log(`${name}: FAILED after ${seconds()} s: ${String(err)}`);
+          log(await diagnostics());
+          throw err;
+        }
+      });
+    },
+  };
+  return suite;
 }
 
 /** True when `name` is an executable on PATH. */

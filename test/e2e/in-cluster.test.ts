@@ -12,15 +12,13 @@
  * printed.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { haveCommand, ROOT, run, tailFile, waitFor, type RunResult } from './harness.js';
+import { after, before, describe } from 'node:test';
+import { logTo, MINUTE, missingCommands, ROOT, run, scenarios, scriptCheck, skipReason as suiteSkipReason, tailFile, waitFor, type RunResult } from './harness.js';
 
-const CI = process.env['CI'] === 'true';
-const MINUTE = 60_000;
 const RELEASE = 'scangate';
 const NAMESPACE = 'scangate';
 const WORKLOADS = 'workloads';
@@ -31,34 +29,24 @@ const CLEAN = 'nginx:1.25.3';
 const SIM_PORT = 8228;
 const SELECTOR = `app.kubernetes.io/name=scangate,app.kubernetes.io/instance=${RELEASE}`;
 
-function log(message: string): void {
-  process.stderr.write(`[in-cluster] ${message}\n`);
-}
+const log = logTo('in-cluster');
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function skipReason(): string | undefined {
-  const problems = ['kubectl', 'openssl', 'curl', 'ip', 'nsenter'].filter((c) => !haveCommand(c)).map((c) => `${c} is not installed`);
+  const problems = missingCommands(['kubectl', 'openssl', 'curl', 'ip', 'nsenter']);
   if (process.getuid?.() !== 0) problems.push('it must run as root (network namespace, cgroups, mounts)');
   for (const script of ['build-control-plane.sh', 'build-node.sh', 'build-helm.sh']) {
-    const path = join(ROOT, 'scripts', script);
-    if (!existsSync(path)) {
+    if (!existsSync(join(ROOT, 'scripts', script))) {
       problems.push(`scripts/${script} is missing`);
       continue;
     }
-    const r = spawnSync('bash', [path, '--check'], { encoding: 'utf8' });
-    if (r.status !== 0) problems.push(r.stderr.trim() || `${script} --check failed`);
+    const p = scriptCheck(script);
+    if (p !== undefined) problems.push(p);
   }
   if (!existsSync(join(ROOT, 'charts/scangate/Chart.yaml'))) problems.push('charts/scangate is missing');
-  if (problems.length === 0) return undefined;
-  const reason = `in-cluster needs a local node: ${problems.join('; ')}`;
-  if (CI) {
-    log(`CI=true, so not skipping although ${reason}`);
-    return undefined;
-  }
-  log(`skipping: ${reason}`);
-  return reason;
+  return suiteSkipReason(log, 'in-cluster needs a local node', problems);
 }
 
 interface PodItem {
@@ -262,23 +250,10 @@ const reason = skipReason();
 
 describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CNI) in its own network namespace', { skip: reason ?? false }, () => {
   let node: Node;
-  let failed = false;
+  const suite = scenarios(log, () => node.diagnostics(), 8 * MINUTE);
+  const { scenario } = suite;
   let passFile = '';
 
-  function scenario(name: string, fn: () => Promise<void>, timeoutMs = 8 * MINUTE): void {
-    it(name, { timeout: timeoutMs }, async () => {
-      const started = performance.now();
-      try {
-        await fn();
-        log(`${name}: passed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      } catch (err) {
-        failed = true;
-        log(`${name}: FAILED after ${((performance.now() - started) / 1000).toFixed(1)} s: ${String(err)}`);
-        log(await node.diagnostics());
-        throw err;
-      }
-    });
-  }
 
   const chart = join(ROOT, 'charts/scangate');
   const installArgs = (): string[] => [
@@ -318,7 +293,7 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
         await waitFor('the workloads/default ServiceAccount', MINUTE, async () =>
           (await node.kubectl(['-n', WORKLOADS, 'get', 'serviceaccount', 'default'])).code === 0 ? true : undefined);
       } catch (err) {
-        failed = true;
+        suite.failed = true;
         log(`set-up FAILED: ${String(err)}`);
         if (node.env['NETNS'] !== undefined) log(await node.diagnostics());
         throw err;
@@ -332,7 +307,7 @@ describe('in-cluster: helm install on a real node (kubelet, containerd, runc, CN
       if (node === undefined) return;
       const down = await run('bash', [join(ROOT, 'scripts/node-down.sh'), '--keep-logs'], { env: node.scriptEnv(), timeoutMs: 2 * MINUTE });
       if (down.code !== 0) log(`node-down.sh exited ${String(down.code)}: ${down.stderr}`);
-      if (failed) log(`failures: logs kept in ${node.runDir}`);
+      if (suite.failed) log(`failures: logs kept in ${node.runDir}`);
       else rmSync(node.runDir, { recursive: true, force: true });
     },
     { timeout: 3 * MINUTE },

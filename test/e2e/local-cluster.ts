@@ -7,49 +7,44 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, haveCommand, LocalProcess, ROOT, run, tailFile, waitFor, type RunResult } from './harness.js';
+import {
+  freePort,
+  LocalProcess,
+  logTo,
+  MINUTE,
+  missingCommands,
+  ROOT,
+  run,
+  scriptCheck,
+  skipReason as suiteSkipReason,
+  tailFile,
+  waitFor,
+  type RunResult,
+} from './harness.js';
 
-export const CI = process.env['CI'] === 'true';
+export { CI, MINUTE } from './harness.js';
 export const WEBHOOK = 'images.scangate.io';
 export const NAMESPACE = 'scangate';
 // Tagged: an untagged reference means `latest`, refused by the local rule before any scan.
 export const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638:2.3.12';
 export const CLEAN = 'nginx:1.25.3';
 export const DENIED = `admission webhook "${WEBHOOK}" denied the request`;
-export const MINUTE = 60_000;
 
-export function log(message: string): void {
-  process.stderr.write(`[e2e] ${message}\n`);
-}
+export const log = logTo('e2e');
 
 export const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
-/** Why the suite cannot run here, or undefined. In CI a missing tool is a failure, not a skip. */
+/** Why the suites on this cluster cannot run here, or undefined. In CI a missing tool is a failure, not a skip. */
 export function skipReason(): string | undefined {
-  const missing = ['kubectl', 'openssl', 'curl', 'make'].filter((c) => !haveCommand(c));
-  const problems = missing.map((c) => `${c} is not installed`);
-  const check = spawnCheck();
+  const problems = missingCommands(['kubectl', 'openssl', 'curl', 'make']);
+  // build-control-plane.sh --check fails when no binaries are cached and Go is missing to build them.
+  const check = scriptCheck('build-control-plane.sh', 'the control plane cannot be built')?.replace(/^\[build-control-plane\] /, '');
   if (check !== undefined) problems.push(check);
-  if (problems.length === 0) return undefined;
-  const reason = `e2e needs a local control plane: ${problems.join('; ')}`;
-  if (CI) {
-    log(`CI=true, so not skipping although ${reason}`);
-    return undefined;
-  }
-  log(`skipping: ${reason}`);
-  return reason;
-}
-
-/** build-control-plane.sh --check: fails when no binaries are cached and Go is missing to build them. */
-function spawnCheck(): string | undefined {
-  const r = spawnSync('bash', [join(ROOT, 'scripts/build-control-plane.sh'), '--check'], { encoding: 'utf8' });
-  if (r.status === 0) return undefined;
-  return r.stderr.trim().replace(/^\[build-control-plane\] /, '') || 'the control plane cannot be built';
+  return suiteSkipReason(log, 'e2e needs a local control plane', problems);
 }
 
 export interface Container {

@@ -8,8 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
-import { waitFor } from './harness.js';
+import { after, before, describe } from 'node:test';
+import { scenarios, waitFor } from './harness.js';
 import { CLEAN, Cluster, escapeRe, log, MINUTE, setUp, skipReason, STRUTS, tearDown } from './local-cluster.js';
 
 const reason = skipReason();
@@ -21,22 +21,8 @@ const LATEST = 'Images using latest tag are not allowed';
 
 describe('e2e policy: pod updates, workload templates, per-namespace modes', { skip: reason ?? false }, () => {
   let cluster: Cluster;
-  let failed = false;
-
-  function scenario(name: string, fn: () => Promise<void>, timeoutMs = 5 * MINUTE): void {
-    it(name, { timeout: timeoutMs }, async () => {
-      const started = performance.now();
-      try {
-        await fn();
-        log(`${name}: passed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      } catch (err) {
-        failed = true;
-        log(`${name}: FAILED after ${((performance.now() - started) / 1000).toFixed(1)} s: ${String(err)}`);
-        log(await cluster.diagnostics());
-        throw err;
-      }
-    });
-  }
+  const suite = scenarios(log, () => cluster.diagnostics(), 5 * MINUTE);
+  const { scenario } = suite;
 
   before(
     async () => {
@@ -46,7 +32,7 @@ describe('e2e policy: pod updates, workload templates, per-namespace modes', { s
         await setUp(cluster);
         await cluster.registerWebhook();
       } catch (err) {
-        failed = true;
+        suite.failed = true;
         log(`set-up FAILED: ${String(err)}`);
         log(await cluster.diagnostics());
         throw err;
@@ -55,7 +41,7 @@ describe('e2e policy: pod updates, workload templates, per-namespace modes', { s
     { timeout: 50 * MINUTE },
   );
 
-  after(() => tearDown(cluster, failed), { timeout: 2 * MINUTE });
+  after(() => tearDown(cluster, suite.failed), { timeout: 2 * MINUTE });
 
   /** The image of container `name` of pod `pod` as the API server stores it. */
   async function podImage(namespace: string, pod: string, field: 'containers' | 'initContainers', name: string): Promise<string> {

@@ -10,29 +10,21 @@
  * can be built here, unless CI=true.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { haveCommand, ROOT, run, tailFile } from './harness.js';
+import { logTo, MINUTE, missingCommands, ROOT, run, scriptCheck, skipReason as suiteSkipReason, tailFile } from './harness.js';
 
-const CI = process.env['CI'] === 'true';
-const MINUTE = 60_000;
 const DIGEST = `sha256:${'7f'.repeat(32)}`;
 
-function log(message: string): void {
-  process.stderr.write(`[e2e v2] ${message}\n`);
-}
+const log = logTo('e2e v2');
 
 function skipReason(): string | undefined {
-  const problems = ['kubectl', 'openssl', 'curl', 'make'].filter((c) => !haveCommand(c)).map((c) => `${c} is not installed`);
-  const check = spawnSync('bash', [join(ROOT, 'scripts/build-control-plane.sh'), '--check'], { encoding: 'utf8' });
-  if (check.status !== 0) problems.push(check.stderr.trim() || 'the control plane cannot be built');
-  if (problems.length === 0) return undefined;
-  if (CI) return undefined;
-  log(`skipping: ${problems.join('; ')}`);
-  return problems.join('; ');
+  const problems = missingCommands(['kubectl', 'openssl', 'curl', 'make']);
+  const check = scriptCheck('build-control-plane.sh', 'the control plane cannot be built');
+  if (check !== undefined) problems.push(check);
+  return suiteSkipReason(log, 'e2e needs a local control plane', problems);
 }
 
 /** The caller's scangate/script settings are never inherited (as in cluster.test.ts). */

@@ -165,11 +165,16 @@ describe('SIGTERM under load', () => {
       assert.equal(res.json.response.allowed, false);
       assert.match(res.json.response.status.message, /^(Image scan still in progress|Scanner error): docker\.io\/library\/hang:\d+ /);
     });
-    // Client-side times include the TLS handshakes of 64 new connections on a busy machine.
-    assert.ok(sentBefore.every((r) => r.durationMs < 3000), `slowest answer ${Math.max(...sentBefore.map((r) => r.durationMs)).toFixed(0)} ms, the API server waits 3000 ms`);
+    // Each answered when its budget (3 s - DEADLINE_MARGIN_MS) was spent: that the wait ends there is
+    // tested on mock timers (test/unit/deadline-timers.test.ts).
+    const budgets = new Set(started.find('decision').map((l) => l['budgetMs']));
+    assert.deepEqual([...budgets], [2000]);
     assertCleanExit(started, exit);
-    const stoppedAt = Date.parse(String(started.find('stopped')[0]?.['time']));
-    assert.ok(stoppedAt - signalAt < 10_000, 'the hanging scans did not hold the process past its in-flight requests');
+    // The hanging scans did not hold the process past its in-flight requests: none ended on its own
+    // bounds (each call 5 s, retried for 20 s); the shutdown ended every one of them.
+    const scans = started.find('scan finished');
+    assert.ok(scans.length >= CONNECTIONS, `${String(scans.length)} scans logged`);
+    assert.deepEqual(new Set(scans.map((l) => (l['err'] as { message?: string } | undefined)?.message)), new Set(['scangate is shutting down']));
   });
 
   it('an answer given while stopping closes its connection, so an idle keep-alive client cannot hold the shutdown', async () => {
@@ -179,7 +184,8 @@ describe('SIGTERM under load', () => {
       ANCHORE_CLI_URL: sim.url,
       ANCHORE_CLI_PASS: 'foobar',
       SCANNER_POLL_INITIAL_MS: '50',
-      SHUTDOWN_TIMEOUT_MS: '8000',
+      // Longer than the test waits for the exit: an idle connection that held the shutdown fails it.
+      SHUTDOWN_TIMEOUT_MS: '300000',
     });
     scangate = started;
     // Like the API server: a keep-alive connection that stays open after its answer.
@@ -187,7 +193,6 @@ describe('SIGTERM under load', () => {
     try {
       const inFlight = post(`${started.url}/validate?timeout=5s`, deploymentPodReview(['docker.io/library/idle:1'], { uid: 'idle-1' }).body, agent, 20_000);
       assert.ok(await waitFor(() => sim.stats().addImage >= 1, 10_000));
-      const signalAt = Date.now();
       started.child.kill('SIGTERM');
       const answer = await inFlight;
       assert.equal(answer.response?.status, 200);
@@ -195,8 +200,8 @@ describe('SIGTERM under load', () => {
       // app.ts: "While shutting down, every answer closes its connection so the API server reconnects elsewhere."
       assert.equal(answer.response?.headers['connection'], 'close', 'the in-flight answer given after SIGTERM keeps its connection alive');
       const exit = await exitWithin(started, 15_000);
+      assert.ok(exit !== undefined, 'the idle connection held the shutdown until SHUTDOWN_TIMEOUT_MS');
       assertCleanExit(started, exit);
-      assert.ok(Date.now() - signalAt < 5000, `exit took ${Date.now() - signalAt} ms: the idle connection held the shutdown until SHUTDOWN_TIMEOUT_MS`);
     } finally {
       agent.destroy();
     }

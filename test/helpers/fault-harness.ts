@@ -10,7 +10,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { startScannerSimulator, type ScannerSimulator, type SimulatorData, type SimulatorOptions } from '@scangate/simulator';
-import { makeTlsFiles, type HttpResult } from './harness.js';
+import { makeTlsFiles, readResult, type HttpResult } from './harness.js';
 
 export { deploymentPodReview } from './pod-review.js';
 
@@ -205,19 +205,10 @@ export function post(
   const sentAt = Date.now();
   return new Promise((resolve) => {
     const req = https.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' }, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (e) => resolve({ error: e.message, durationMs: performance.now() - startedAt, sentAt }));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ response: { status: res.statusCode ?? 0, headers: res.headers, text, json }, durationMs: performance.now() - startedAt, sentAt });
-      });
+      readResult(res).then(
+        (response) => resolve({ response, durationMs: performance.now() - startedAt, sentAt }),
+        (e: unknown) => resolve({ error: (e as Error).message, durationMs: performance.now() - startedAt, sentAt }),
+      );
     });
     req.on('timeout', () => req.destroy(new Error('client timeout')));
     req.on('error', (e) => resolve({ error: (e as NodeJS.ErrnoException).code ?? e.message, durationMs: performance.now() - startedAt, sentAt }));
@@ -266,19 +257,7 @@ export function get(url: string): Promise<HttpResult> {
   const ca = makeTlsFiles().caPem;
   return new Promise((resolve, reject) => {
     const req = https.get(url, { ca, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-      res.on('error', reject);
+      readResult(res).then(resolve, reject);
     });
     req.on('timeout', () => req.destroy(new Error('client timeout')));
     req.on('error', reject);

@@ -4,15 +4,18 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { after, before, beforeEach } from 'node:test';
 import { composeScangate, type Scangate } from '../../src/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { Clock } from '../../src/scanner/clock.js';
+import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
 
 export interface TlsFiles {
   readonly dir: string;
@@ -106,6 +109,43 @@ export async function startWebhook(env: Record<string, string>, opts: { scannerC
   };
 }
 
+export interface WebhookFixture {
+  /** The file's scanner simulator (user admin, password foobar), reset before each test. */
+  readonly sim: ScannerSimulator;
+  /** Starts a webhook against it with `env` over the fixture's settings; closed after the file's tests. */
+  readonly webhook: (env?: Record<string, string>) => Promise<Webhook>;
+}
+
+/**
+ * The hooks of a test file that starts webhooks against one scanner simulator: the simulator is
+ * started before the file's tests and reset before each; every webhook and the simulator are closed
+ * after them. `settings` apply to every webhook (a test's own win).
+ */
+export function useWebhookFixture(settings: Record<string, string> = {}): WebhookFixture {
+  let sim: ScannerSimulator | undefined;
+  const webhooks: Webhook[] = [];
+  before(async () => {
+    sim = await startScannerSimulator({ user: 'admin', password: 'foobar' });
+  });
+  after(async () => {
+    for (const w of webhooks) await w.close();
+    await sim?.close();
+  });
+  beforeEach(() => sim?.reset());
+  const fixture: WebhookFixture = {
+    get sim() {
+      if (sim === undefined) throw new Error('the simulator starts in the before hook');
+      return sim;
+    },
+    webhook: async (env = {}) => {
+      const w = await startWebhook({ ANCHORE_CLI_URL: fixture.sim.url, ANCHORE_CLI_USER: 'admin', ANCHORE_CLI_PASS: 'foobar', ...settings, ...env });
+      webhooks.push(w);
+      return w;
+    },
+  };
+  return fixture;
+}
+
 export interface HttpResult {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
@@ -115,6 +155,25 @@ export interface HttpResult {
 }
 
 const agents = new Map<string, https.Agent>();
+
+/** Reads a whole answer: its status, headers and text, and the text parsed when it is JSON. */
+export function readResult(res: IncomingMessage): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+    });
+    res.on('error', reject);
+  });
+}
 
 /** One HTTPS request to the webhook, verifying its certificate against the test CA. */
 export function request(
@@ -138,19 +197,7 @@ export function request(
         timeout: opts.timeoutMs ?? 60_000,
       },
       (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
-        res.on('error', reject);
+        readResult(res).then(resolve, reject);
       },
     );
     req.on('timeout', () => req.destroy(new Error('client timeout')));

@@ -237,11 +237,11 @@ describe('detection failures and re-detection', () => {
     assert.equal(scanner.logs.find('scanner API detected')[0]?.['apiVersion'], 'v2');
   });
 
-  it('a scanner that is down at start: the scan waits for detection within its retry budget, never hangs', async () => {
+  // "Never hangs": the test's timeout is the guard. How long the retries take is the transport's, on
+  // its injected clock (test/fault/scanner-faults.test.ts, circuit-breaker.test.ts).
+  it('a scanner that is down at start: the scan waits for detection within its retry budget, never hangs', { timeout: 10_000 }, async () => {
     const scanner = client('http://127.0.0.1:1', { retryBudgetMs: 200 });
-    const started = performance.now();
     await assert.rejects(scanner.scan(NGINX), /scanner unreachable \(ECONNREFUSED\)/);
-    assert.ok(performance.now() - started < 3000);
     const text = await scanner.metrics.registry.metrics();
     assert.ok(metricValue(text, 'scangate_scanner_calls_total', { operation: 'version', outcome: 'network_error' }) >= 1);
   });

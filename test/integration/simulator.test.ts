@@ -19,6 +19,16 @@ const BITNAMI = 'docker.io/bitnami/nginx:1.25.3';
 const PYTHON = 'docker.io/library/python:3.6';
 const basic = (user: string, pass: string): string => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 const AUTH = basic('admin', 'foobar');
+/** The real setTimeout, to wait for sockets while a test has mocked the timers. */
+const realSetTimeout = globalThis.setTimeout;
+const realDelay = (ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    realSetTimeout(resolve, ms);
+  });
+/** Waits (in real time) until the simulator has counted `total` requests. */
+async function arrived(sim: ScannerSimulator, total: number): Promise<void> {
+  while (sim.stats().total < total) await realDelay(5);
+}
 
 interface Answer {
   status: number;
@@ -91,8 +101,10 @@ function tableOf(evaluation: Evaluation, imageId: string) {
 
 describe('scanner simulator over HTTP', () => {
   let sim: ScannerSimulator;
+  // The analysis lifecycle runs on this clock: it moves only when a test moves it.
+  let clock = Date.now();
   before(async () => {
-    sim = await startScannerSimulator();
+    sim = await startScannerSimulator({ now: () => clock });
   });
   after(async () => {
     await sim.close();
@@ -125,7 +137,6 @@ describe('scanner simulator over HTTP', () => {
 
   it('walks not_analyzed -> analyzing -> analyzed with a delay, and checks 404 meanwhile', async () => {
     sim.setAnalysisDelayMs(300);
-    const started = Date.now();
     const record = await addImage(sim, { tag: NGINX });
     assert.equal(record.analysis_status, 'not_analyzed');
     assert.equal(record.image_detail[0]?.['fulltag'], NGINX);
@@ -145,18 +156,18 @@ describe('scanner simulator over HTTP', () => {
     assert.match((pending.json() as { message: string }).message, /^image is not analyzed - analysis_status: (not_analyzed|analyzing)$/);
     assert.equal((await call(sim.url, 'GET', `/images/${record.imageDigest}/vuln/all`)).status, 404);
 
-    const seen = new Set<string>();
-    for (;;) {
+    const statusAfter = async (ms: number): Promise<string> => {
+      clock += ms;
       const res = await call(sim.url, 'GET', `/images/${record.imageDigest}`);
       assert.equal(res.status, 200);
-      const status = (res.json() as ImageRecord[])[0]?.analysis_status ?? '?';
-      seen.add(status);
-      if (status === 'analyzed') break;
-      assert.ok(Date.now() - started < 5000, 'analysis finished in time');
-      await sleep(20);
-    }
-    assert.ok(Date.now() - started >= 290, 'not analyzed before the delay');
-    assert.ok(seen.has('analyzing'), `saw ${[...seen].join(',')}`);
+      return (res.json() as ImageRecord[])[0]?.analysis_status ?? '?';
+    };
+    // A quarter of the delay not_analyzed, then analyzing, analyzed once the delay is over.
+    assert.equal(await statusAfter(74), 'not_analyzed');
+    assert.equal(await statusAfter(1), 'analyzing');
+    assert.equal(await statusAfter(224), 'analyzing', 'not analyzed before the delay');
+    assert.equal((await call(sim.url, 'GET', checkPath(record.imageDigest, NGINX))).status, 404);
+    assert.equal(await statusAfter(1), 'analyzed');
 
     const check = await call(sim.url, 'GET', checkPath(record.imageDigest, NGINX));
     assert.equal(check.status, 200);
@@ -365,22 +376,28 @@ describe('scanner simulator over HTTP', () => {
       assert.equal((await call(sim.url, 'GET', '/images')).status, 403);
     });
 
-    it('latency delays every answer', async () => {
+    it('latency delays every answer', { timeout: 5000 }, async (t) => {
       sim.setFaults({ latencyMs: 200 });
-      const t0 = Date.now();
-      const res = await call(sim.url, 'GET', '/images');
-      assert.equal(res.status, 200);
-      assert.ok(Date.now() - t0 >= 190, `took ${String(Date.now() - t0)} ms`);
+      // The simulator's latency runs on the mocked setTimeout: the answer waits for the clock to move.
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      let answered = false;
+      const answer = call(sim.url, 'GET', '/images').finally(() => {
+        answered = true;
+      });
+      await arrived(sim, sim.stats().total + 1);
+      t.mock.timers.tick(199);
+      await realDelay(50);
+      assert.equal(answered, false, 'answered before the latency was over');
+      t.mock.timers.tick(1);
+      assert.equal((await answer).status, 200);
     });
 
     it('hang never answers; the client times out', { timeout: 5000 }, async () => {
       sim.setFaults({ hang: true, operations: ['addImage'] });
-      const t0 = Date.now();
       await assert.rejects(
         call(sim.url, 'POST', '/images', { body: { tag: NGINX }, signal: AbortSignal.timeout(200) }),
         (err: unknown) => err instanceof Error && err.name === 'TimeoutError',
       );
-      assert.ok(Date.now() - t0 < 2000);
       assert.equal((await call(sim.url, 'GET', '/images')).status, 200);
       assert.equal(sim.stats().faulted, 1);
     });
@@ -523,27 +540,26 @@ describe('scanner simulator options', () => {
     );
   });
 
-  it('close() finishes promptly with a hanging request outstanding', { timeout: 5000 }, async () => {
+  // "Promptly": close() waits for no timer (they are mocked and never move) and for no answer.
+  it('close() finishes promptly with a hanging request outstanding', { timeout: 5000 }, async (t) => {
     const sim = await startScannerSimulator({ faults: { hang: true } });
     const pending = call(sim.url, 'GET', '/images');
     void pending.catch(() => undefined);
-    await sleep(50);
-    const t0 = Date.now();
+    await arrived(sim, 1);
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
     await sim.close();
-    assert.ok(Date.now() - t0 < 1000, `close took ${String(Date.now() - t0)} ms`);
     await assert.rejects(pending);
     await sim.close(); // idempotent
   });
 
-  it('close() also ends pending latency and idle keep-alive connections', { timeout: 5000 }, async () => {
+  it('close() also ends pending latency and idle keep-alive connections', { timeout: 5000 }, async (t) => {
     const sim = await startScannerSimulator({ faults: { latencyMs: 60_000, operations: ['check'] } });
     assert.equal((await call(sim.url, 'GET', '/images')).status, 200); // leaves an idle keep-alive socket
     const pending = call(sim.url, 'GET', `/images/sha256:${'1'.repeat(64)}/check?tag=x`);
     void pending.catch(() => undefined);
-    await sleep(50);
-    const t0 = Date.now();
+    await arrived(sim, 2);
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
     await sim.close();
-    assert.ok(Date.now() - t0 < 1000);
     await assert.rejects(pending);
   });
 });

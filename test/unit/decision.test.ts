@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MESSAGES, decide } from '../../src/policy/decision.js';
 import { checkLocalRules, normaliseRegistry } from '../../src/policy/local-rules.js';
-import type { ContainerImage, DecisionOptions, ImageAssessment, LocalRules, ScanOutcome } from '../../src/policy/types.js';
+import type { ContainerImage, DecisionOptions, LocalRules, ScanOutcome } from '../../src/policy/types.js';
+import { assess } from '../helpers/assess.js';
 
 const rules: LocalRules = { denyLatestTag: true, registryAllowlist: [] };
 const enforce: DecisionOptions = { mode: 'enforce', rejectIfTimeout: true };
@@ -12,20 +13,6 @@ function c(image: string, container = 'app', kind: ContainerImage['kind'] = 'con
   return { container, kind, image };
 }
 
-/** Builds assessments the way the evaluator does: local rules, then the given scan outcomes. */
-function assess(containers: ContainerImage[], outcomes: Record<string, ScanOutcome> = {}, r: LocalRules = rules): ImageAssessment[] {
-  return containers.map((ci) => {
-    const { reference, finding } = checkLocalRules(ci.image, r);
-    const scan = outcomes[ci.image];
-    return {
-      image: ci.image,
-      containers: [ci],
-      ...(reference !== undefined ? { reference } : {}),
-      ...(finding !== undefined ? { local: finding } : {}),
-      ...(finding === undefined && scan !== undefined ? { scan } : {}),
-    };
-  });
-}
 
 const pass: ScanOutcome = { kind: 'verdict', verdict: { status: 'pass', digest, warnings: 0 } };
 const fail = (output: string, n = 1): ScanOutcome => ({

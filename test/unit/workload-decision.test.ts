@@ -5,27 +5,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MESSAGES, WORKLOAD_WITHOUT_VERDICT, decide } from '../../src/policy/decision.js';
-import { checkLocalRules } from '../../src/policy/local-rules.js';
 import { selectMode, type ModeSettings } from '../../src/policy/mode.js';
-import type { ContainerImage, DecisionOptions, ImageAssessment, ScanOutcome } from '../../src/policy/types.js';
+import type { DecisionOptions, ScanOutcome } from '../../src/policy/types.js';
+import { assess } from '../helpers/assess.js';
 
 const digest = `sha256:${'c'.repeat(64)}`;
 const STRUTS = 'kaizheh/apache-struts2-cve-2017-5638:2.3.12';
 const workload = { kind: 'Deployment', name: 'web' };
 
-function assess(containers: ContainerImage[], outcomes: Record<string, ScanOutcome>): ImageAssessment[] {
-  return containers.map((ci) => {
-    const { reference, finding } = checkLocalRules(ci.image, { denyLatestTag: true, registryAllowlist: [] });
-    const scan = outcomes[ci.image];
-    return {
-      image: ci.image,
-      containers: [ci],
-      ...(reference !== undefined ? { reference } : {}),
-      ...(finding !== undefined ? { local: finding } : {}),
-      ...(finding === undefined && scan !== undefined ? { scan } : {}),
-    };
-  });
-}
 
 const fail: ScanOutcome = {
   kind: 'verdict',

@@ -142,14 +142,25 @@ POLICY
 }
 
 start_controller_manager() {
+  # Every controller that creates pods from a template (so that break-glass and template vetting are
+  # tried against all of them), and clusterrole-aggregation-controller, which fills the built-in
+  # admin/edit/view ClusterRoles a tenant is given.
   local controllers="deployment-controller,replicaset-controller,serviceaccount-controller"
   controllers+=",serviceaccount-token-controller,namespace-controller,garbage-collector-controller"
   controllers+=",root-ca-certificate-publisher-controller,disruption-controller"
+  controllers+=",statefulset-controller,daemonset-controller,job-controller,cronjob-controller"
+  controllers+=",replicationcontroller-controller,clusterrole-aggregation-controller"
+  # --use-service-account-credentials=true: each controller acts as its own ServiceAccount in
+  # kube-system (system:serviceaccount:kube-system:replicaset-controller, ...), as in a kubeadm cluster;
+  # the tokens come from the TokenRequest API (signed with --service-account-signing-key-file above)
+  # and the controllers' RBAC (system:controller:*) is bootstrapped by the API server.
+  # --service-account-private-key-file signs the legacy token Secrets of serviceaccount-token-controller;
+  # --root-ca-file is the CA the root-ca publisher puts into every namespace's kube-root-ca.crt.
   start_daemon kube-controller-manager "$LOGS/kube-controller-manager.log" "$CLUSTER_DIR/kube-controller-manager.pid" \
     "$BIN_DIR/kube-controller-manager" \
     --kubeconfig="$KUBECONFIG_FILE" \
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$CLUSTER_DIR/kcm-certs" \
-    --leader-elect=false --use-service-account-credentials=false \
+    --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --controllers="$controllers" --v=1
   # The ServiceAccount admission plugin refuses pods until the namespace's default ServiceAccount exists.

@@ -356,8 +356,9 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
 
   async function victimCreate(label: string): Promise<Victim> {
     seq += 1;
-    const name = `victim-${label}-${String(seq)}`;
-    const a = await api.call({ method: 'POST', path: `/api/v1/namespaces/${VICTIM_NS}/pods`, body: victimPod(name, `victim/app:${label}-${String(seq)}`), timeoutMs: 60_000 });
+    const slug = `${label.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${String(seq)}`;
+    const name = `victim-${slug}`;
+    const a = await api.call({ method: 'POST', path: `/api/v1/namespaces/${VICTIM_NS}/pods`, body: victimPod(name, `victim/app:${slug}`), timeoutMs: 60_000 });
     return { name, status: a.status, ms: Math.round(a.durationMs), message: a.status === 201 ? '' : short(statusMessage(a), 300) };
   }
 

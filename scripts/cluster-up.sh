@@ -3,6 +3,8 @@
 # the official modules by build-control-plane.sh. There is no kubelet and no scheduler, so pods stay
 # Pending; that is all an admission webhook needs. --endpoint-reconciler-type=none: the "kubernetes"
 # Service gets no Endpoints, because Endpoints may not hold the loopback address the apiserver binds to.
+# --feature-gates=ImageVolume=true: image volumes (volumes[].image, beta and off by default in 1.34)
+# are kept in pod specs, so that the suites can check that scangate judges them like containers.
 # --enable-aggregator-routing=true: a webhook behind a Service (the Helm chart's) is called at one of
 # the Service's endpoint addresses, never at its ClusterIP: with no kube-proxy a ClusterIP leads off
 # this machine, and with no endpoint (no kubelet, no Ready pod) the call fails right here, unsent.
@@ -135,6 +137,7 @@ POLICY
     --endpoint-reconciler-type=none \
     --enable-aggregator-routing=true \
     --allow-privileged=true --profiling=false --v=1 \
+    --feature-gates=ImageVolume=true \
     "${extra[@]}"
   wait_until 120 "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" \
     "$KUBECTL" --kubeconfig="$KUBECONFIG_FILE" get --raw /readyz ||

@@ -307,7 +307,11 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
     const info = KINDS[kind];
     const fillers = Array.from({ length: 10 }, (_, i) => `mallory/filler:${name}-${String(i)}`);
     const bad = failing(name);
-    const list = opts.failingAsInit === true ? { containers: containers(fillers), initContainers: [{ name: 'init', image: bad }] } : { containers: containers([...fillers, bad]) };
+    // Init containers are judged first: there, the failing image is the last of eleven init containers.
+    const list =
+      opts.failingAsInit === true
+        ? { containers: containers([`mallory/filler:${name}-main`]), initContainers: [...fillers, bad].map((image, i) => ({ name: `init${String(i)}`, image })) }
+        : { containers: containers([...fillers, bad]) };
     const created = await api.call({ method: 'POST', path: info.base, body: workload(kind, name, podTemplate(name, kind, list)), as: TENANT });
     record(attack, `1. create ${kind} with ten new images and ${bad} last (deferred)`, created);
     if (created.status >= 300) return [];
@@ -576,6 +580,7 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
       const before1 = await refusals(name);
       const big = await api.call({ method: 'POST', path: KINDS.Deployment.base, body: workload('Deployment', name, template, { 'example.com/notes': '<'.repeat(200_000) }), as: TENANT });
       record('body limit', `create a Deployment (${String(Math.round(JSON.stringify(template).length / 1000))} kB template, <-heavy) breaking glass for ${bad}`, big);
+      log(`[body limit] scangate: ${await metric('scangate_decisions_total{endpoint="validate",result="bad_request"}')}`);
       if (big.status < 300) {
         const s = await settle(name, before1, 15_000, 45_000);
         log(`[body limit] ${s.outcome}`);

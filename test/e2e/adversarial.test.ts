@@ -712,7 +712,8 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
             const answers: Array<Promise<ApiAnswer>> = [];
             for (let round = 0; round < 3; round++) {
               await simFaults({ latencyMs: 7000, operations: ['addImage'], times: 5 });
-              answers.push(tenantPod(tenantPodBody(`c4-${String(round)}`, Array.from({ length: 5 }, (_, i) => `mallory/registry:c4-${String(round)}-${String(i)}`))));
+              // A registry host of the tenant's own (not docker.io, which the admin's images share).
+              answers.push(tenantPod(tenantPodBody(`c4-${String(round)}`, Array.from({ length: 5 }, (_, i) => `registry.mallory.example/app:c4-${String(round)}-${String(i)}`))));
               await sleep(8000);
             }
             const got = await Promise.all(answers);

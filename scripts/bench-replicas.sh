@@ -14,7 +14,8 @@
 #              CASE_TIMEOUT_S=300
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-require curl node
+require curl
+require_node
 
 REPLICAS="${REPLICAS:-20}"
 WEBHOOK_TIMEOUT_SECONDS="${WEBHOOK_TIMEOUT_SECONDS:-10}"
@@ -41,11 +42,11 @@ pass_file="$NODE_DIR/scanner-pass"
 head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pass_file"
 chmod 600 "$pass_file"
 # The simulator on the node's address; node-down.sh stops it through its pid file.
-setsid nsenter --net="/run/netns/$NETNS" "$(command -v node)" "$SCANGATE_ROOT/dist/src/main.js" scanner-sim \
+setsid nsenter --net="/run/netns/$NETNS" "$NODE" "$SCANGATE_ROOT/dist/src/main.js" scanner-sim \
   --host "$NODE_IP" --port "$SIM_PORT" --data "$SCANGATE_ROOT/samples/scanner-data.json" --user admin \
   --pass-file "$pass_file" </dev/null >>"$NODE_DIR/logs/scanner-sim.log" 2>&1 &
 echo $! >"$NODE_DIR/scanner-sim.pid"
-command -v node >"$NODE_DIR/scanner-sim.pid.cmd"
+echo "$NODE" >"$NODE_DIR/scanner-sim.pid.cmd"
 wait_until 30 "the scanner simulator" "${X[@]}" curl -fsS "http://$NODE_IP:$SIM_PORT/_sim/stats"
 
 sim_delay() { "${X[@]}" curl -fsS -X PUT -H 'content-type: application/json' --data "{\"ms\":$1}" "http://$NODE_IP:$SIM_PORT/_sim/analysis-delay" >/dev/null; }
@@ -124,5 +125,5 @@ $(printf '%s\n' "${rows[@]}")
 
 - webhook timeoutSeconds $WEBHOOK_TIMEOUT_SECONDS (scangate answers DEADLINE_MARGIN_MS = 1 s before it), 2 scangate
   replicas on the local node (helm install of charts/scangate), scanner simulator analysis delay = scan time
-- $(nproc) CPUs, $(node --version), $(date -u +%Y-%m-%dT%H:%MZ)
+- $(nproc) CPUs, $("$NODE" --version), $(date -u +%Y-%m-%dT%H:%MZ)
 EOF

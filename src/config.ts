@@ -40,6 +40,8 @@ export interface Config {
     readonly maxConcurrentScans: number;
     /** Bound of the new scans one request may start (fairness of the MAX_CONCURRENT_SCANS slots). */
     readonly maxNewScansPerRequest: number;
+    /** Bound of the scans in progress that one namespace's requests started (MAX_SCANS_PER_NAMESPACE). */
+    readonly maxScansPerNamespace: number;
     /** Consecutive scanner failures that open the circuit breaker; 0: no breaker. */
     readonly breakerFailures: number;
     readonly breakerProbeIntervalMs: number;
@@ -55,7 +57,14 @@ export interface Config {
   };
   readonly exemptNamespaces: readonly string[];
   /** Who may use the break-glass annotation (policy/break-glass.ts). */
-  readonly breakGlass: { readonly users: readonly string[]; readonly groups: readonly string[]; readonly controllers: readonly string[] };
+  readonly breakGlass: {
+    readonly users: readonly string[];
+    readonly groups: readonly string[];
+    /** BREAK_GLASS_KEY_FILE: the key of break-glass proofs (policy/break-glass-proof.ts); absent: a random one per process. */
+    readonly keyFile?: string;
+    /** BREAK_GLASS_PROOF_TTL_S, in ms: how long a proof written into a template lets its pods in. */
+    readonly proofTtlMs: number;
+  };
   /** Digest pinning by the mutating webhook (`/mutate`); off by default. */
   readonly pinning: { readonly enabled: boolean };
   /** Bound of the container images one review may name; past it the review is denied. */
@@ -70,8 +79,8 @@ export const DEFAULTS = {
   HOST: '0.0.0.0',
   PORT: '8443',
   INSECURE_HTTP: 'false',
-  MAX_BODY_BYTES: String(4 * 1024 * 1024),
-  MAX_INFLIGHT_BODY_BYTES: String(32 * 1024 * 1024),
+  MAX_BODY_BYTES: String(40 * 1024 * 1024),
+  MAX_INFLIGHT_BODY_BYTES: String(96 * 1024 * 1024),
   MAX_CONNECTIONS: '512',
   CERT_RELOAD_INTERVAL_MS: '10000',
   SHUTDOWN_DELAY_MS: '0',
@@ -88,6 +97,7 @@ export const DEFAULTS = {
   SCAN_MAX_DURATION_MS: '600000',
   MAX_CONCURRENT_SCANS: '100',
   MAX_NEW_SCANS_PER_REQUEST: '10',
+  MAX_SCANS_PER_NAMESPACE: '20',
   MAX_IMAGES_PER_REVIEW: '64',
   SCANNER_BREAKER_FAILURES: '5',
   SCANNER_BREAKER_PROBE_INTERVAL_MS: '5000',
@@ -100,14 +110,8 @@ export const DEFAULTS = {
   EXEMPT_NAMESPACES: 'kube-system',
   BREAK_GLASS_USERS: '',
   BREAK_GLASS_GROUPS: '',
-  // kube-controller-manager's identities: one per controller with --use-service-account-credentials
-  // (the usual set-up), its own otherwise.
-  BREAK_GLASS_CONTROLLERS: [
-    'system:kube-controller-manager',
-    ...['replicaset', 'replication', 'statefulset', 'daemon-set', 'job', 'deployment', 'cronjob'].map(
-      (c) => `system:serviceaccount:kube-system:${c}-controller`,
-    ),
-  ].join(','),
+  BREAK_GLASS_KEY_FILE: '',
+  BREAK_GLASS_PROOF_TTL_S: '86400',
   PIN_DIGESTS: 'false',
   CACHE_MAX_ENTRIES: '10000',
   CACHE_MAX_BYTES: String(32 * 1024 * 1024),
@@ -171,6 +175,7 @@ const schema = z.object({
   SCAN_MAX_DURATION_MS: int(1000, 24 * 3_600_000),
   MAX_CONCURRENT_SCANS: int(1, 100_000),
   MAX_NEW_SCANS_PER_REQUEST: int(1, 100_000),
+  MAX_SCANS_PER_NAMESPACE: int(1, 100_000),
   MAX_IMAGES_PER_REVIEW: int(1, 100_000),
   SCANNER_BREAKER_FAILURES: int(0, 10_000),
   SCANNER_BREAKER_PROBE_INTERVAL_MS: int(100, 3_600_000),
@@ -183,7 +188,8 @@ const schema = z.object({
   EXEMPT_NAMESPACES: list,
   BREAK_GLASS_USERS: list,
   BREAK_GLASS_GROUPS: list,
-  BREAK_GLASS_CONTROLLERS: list,
+  BREAK_GLASS_KEY_FILE: optional,
+  BREAK_GLASS_PROOF_TTL_S: int(60, 31_536_000),
   PIN_DIGESTS: bool,
   POD_NAMESPACE: optional,
   CACHE_MAX_ENTRIES: int(1, 10_000_000),
@@ -271,6 +277,11 @@ export function parseConfig(
   const v = parsed.data;
   const versionProblem = urlVersionProblem(v.ANCHORE_API_VERSION, v.ANCHORE_CLI_URL);
   if (versionProblem !== undefined) problems.push(versionProblem);
+  if (env['BREAK_GLASS_CONTROLLERS'] !== undefined) {
+    problems.push(
+      'BREAK_GLASS_CONTROLLERS: removed; a controller is never trusted by its identity: its pods break glass on the proof scangate writes into the template of a person allowed to (README, "Break-glass"); unset it',
+    );
+  }
   if (v.SCANNER_POLL_MAX_MS < v.SCANNER_POLL_INITIAL_MS) problems.push('SCANNER_POLL_MAX_MS: must be >= SCANNER_POLL_INITIAL_MS');
   if (v.MAX_INFLIGHT_BODY_BYTES < v.MAX_BODY_BYTES) problems.push('MAX_INFLIGHT_BODY_BYTES: must be >= MAX_BODY_BYTES (one whole body must fit)');
   if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
@@ -311,6 +322,7 @@ export function parseConfig(
       maxScanDurationMs: v.SCAN_MAX_DURATION_MS,
       maxConcurrentScans: v.MAX_CONCURRENT_SCANS,
       maxNewScansPerRequest: v.MAX_NEW_SCANS_PER_REQUEST,
+      maxScansPerNamespace: v.MAX_SCANS_PER_NAMESPACE,
       breakerFailures: v.SCANNER_BREAKER_FAILURES,
       breakerProbeIntervalMs: v.SCANNER_BREAKER_PROBE_INTERVAL_MS,
     },
@@ -322,7 +334,12 @@ export function parseConfig(
       namespaceModes: [...new Set(v.NAMESPACE_MODES)],
     },
     exemptNamespaces: [...exempt],
-    breakGlass: { users: v.BREAK_GLASS_USERS, groups: v.BREAK_GLASS_GROUPS, controllers: v.BREAK_GLASS_CONTROLLERS },
+    breakGlass: {
+      users: v.BREAK_GLASS_USERS,
+      groups: v.BREAK_GLASS_GROUPS,
+      ...(v.BREAK_GLASS_KEY_FILE !== undefined ? { keyFile: v.BREAK_GLASS_KEY_FILE } : {}),
+      proofTtlMs: v.BREAK_GLASS_PROOF_TTL_S * 1000,
+    },
     pinning: { enabled: v.PIN_DIGESTS },
     maxImagesPerReview: v.MAX_IMAGES_PER_REVIEW,
     cache: { maxEntries: v.CACHE_MAX_ENTRIES, maxBytes: v.CACHE_MAX_BYTES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },

@@ -5,7 +5,9 @@
 import { BadRequestError } from '../errors.js';
 import type { AuditAnnotations } from './audit-annotations.js';
 import { BREAK_GLASS_ANNOTATION, type Requester } from '../policy/break-glass.js';
+import { BREAK_GLASS_PROOF_ANNOTATION } from '../policy/break-glass-proof.js';
 import type { ContainerImage, ContainerKind } from '../policy/types.js';
+import { isObject } from '../util/is-object.js';
 
 export const ADMISSION_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
 export type AdmissionVersion = (typeof ADMISSION_VERSIONS)[number];
@@ -23,6 +25,15 @@ export interface AdmissionRequest {
   readonly oldObject: unknown;
   /** request.userInfo: who asked (the API server's authenticator set it; absent in hand-written reviews). */
   readonly userInfo?: Requester;
+  /** request.dryRun: nothing the answer causes may outlast it (no scan started, no event recorded). */
+  readonly dryRun: boolean;
+  /** request.kind: the object's group/version/kind ('' when absent). */
+  readonly objectKind: { readonly group: string; readonly version: string; readonly kind: string };
+}
+
+/** One image of a pod spec, and where it sits in the object (a JSON Pointer to the image's text). */
+export interface SpecImage extends ContainerImage {
+  readonly pointer: string;
 }
 
 /**
@@ -35,13 +46,17 @@ export interface Review {
   /** metadata.name, or generateName (controller-created pods), or the request's name. */
   readonly name?: string;
   /** The images to judge: every one of a new object; those an UPDATE changes or adds. */
-  readonly images: readonly ContainerImage[];
+  readonly images: readonly SpecImage[];
+  /** Every image of the pod spec (or template) as it will be: what a break-glass proof must name. */
+  readonly allImages: readonly SpecImage[];
   /**
-   * The break-glass annotation (policy/break-glass.ts) of the pod, or of the workload's pod template
-   * (what its pods will carry; the workload's own metadata as a fallback), and of the old object on
-   * UPDATE. Absent when neither carries one.
+   * The break-glass annotation (policy/break-glass.ts) and proof (break-glass-proof.ts) of the pod, or
+   * of the workload's pod template (what its pods will carry; never the workload's own metadata, which
+   * no pod inherits), and the annotation of the old object on UPDATE.
    */
-  readonly breakGlass?: { readonly value?: string; readonly previous?: string };
+  readonly breakGlass?: { readonly value?: string; readonly previous?: string; readonly proof?: string };
+  /** JSON Pointer of the metadata whose annotations the pods will carry (`/metadata`, `/spec/template/metadata`). */
+  readonly metadataPointer: string;
 }
 
 export type WorkloadKind = 'Deployment' | 'StatefulSet' | 'DaemonSet' | 'ReplicaSet' | 'ReplicationController' | 'Job' | 'CronJob';
@@ -62,7 +77,7 @@ export interface AdmissionAnswer {
 }
 
 export interface JsonPatchOperation {
-  readonly op: 'replace';
+  readonly op: 'replace' | 'add';
   readonly path: string;
   readonly value: string;
 }
@@ -90,10 +105,6 @@ export function annotationOf(object: unknown, key: string, path: readonly string
   return typeof value === 'string' ? value : undefined;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function optionalString(obj: Record<string, unknown>, key: string, where: string): string | undefined {
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
@@ -118,6 +129,8 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
   const namespace = optionalString(request, 'namespace', 'request');
   const name = optionalString(request, 'name', 'request');
   const userInfo = decodeUserInfo(request['userInfo']);
+  const kind = isObject(request['kind']) ? request['kind'] : {};
+  const text = (v: unknown): string => (typeof v === 'string' ? v : '');
   return {
     apiVersion: apiVersion as AdmissionVersion,
     uid,
@@ -130,6 +143,8 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
     object: request['object'],
     oldObject: request['oldObject'],
     ...(userInfo !== undefined ? { userInfo } : {}),
+    dryRun: request['dryRun'] === true,
+    objectKind: { group: text(kind['group']), version: text(kind['version']), kind: text(kind['kind']) },
   };
 }
 
@@ -151,9 +166,13 @@ const CONTAINER_LISTS: ReadonlyArray<readonly [string, ContainerKind]> = [
   ['ephemeralContainers', 'ephemeralContainer'],
 ];
 
-/** Every image a pod spec would make the kubelet pull: containers of each kind, and image volumes. */
-function imagesOfSpec(spec: Record<string, unknown>, where: string, workload: ContainerImage['workload']): ContainerImage[] {
-  const images: ContainerImage[] = [];
+/**
+ * The one walker of pod specs: every image a pod spec would make the kubelet pull (containers of each
+ * kind, and image volumes), each with the JSON Pointer of its text under `pointer` (the spec's own).
+ * Validation, break-glass proofs and pinning all read a spec through it.
+ */
+function imagesOfSpec(spec: Record<string, unknown>, where: string, pointer: string, workload: ContainerImage['workload']): SpecImage[] {
+  const images: SpecImage[] = [];
   const extra = workload !== undefined ? { workload } : {};
   for (const [field, kind] of CONTAINER_LISTS) {
     const list = spec[field];
@@ -164,7 +183,7 @@ function imagesOfSpec(spec: Record<string, unknown>, where: string, workload: Co
       const image = c['image'];
       if (typeof image !== 'string') throw new BadRequestError(`${where}.${field}[${i}].image must be a string`);
       const name = typeof c['name'] === 'string' && c['name'] !== '' ? c['name'] : `${field}[${i}]`;
-      images.push({ container: name, kind, image, ...extra });
+      images.push({ container: name, kind, image, pointer: `${pointer}/${field}/${i}/image`, ...extra });
     });
   }
   // An image volume (`volumes[].image.reference`, KEP-4639) is pulled like a container image and its
@@ -176,7 +195,7 @@ function imagesOfSpec(spec: Record<string, unknown>, where: string, workload: Co
       const reference = v['image']['reference'];
       if (typeof reference !== 'string') throw new BadRequestError(`${where}.volumes[${i}].image.reference must be a string`);
       const name = typeof v['name'] === 'string' && v['name'] !== '' ? v['name'] : `volumes[${i}]`;
-      images.push({ container: name, kind: 'imageVolume', image: reference, ...extra });
+      images.push({ container: name, kind: 'imageVolume', image: reference, pointer: `${pointer}/volumes/${i}/image/reference`, ...extra });
     });
   } else if (volumes !== undefined && volumes !== null) {
     throw new BadRequestError(`${where}.volumes must be a list`);
@@ -190,7 +209,7 @@ function imagesOfSpec(spec: Record<string, unknown>, where: string, workload: Co
  * regular one. When names are not unique on either side the two cannot be paired, and every image of
  * `after` is judged (the API server rejects such a pod, but scangate does not rely on it).
  */
-export function changedImages(after: readonly ContainerImage[], before: readonly ContainerImage[] | undefined): readonly ContainerImage[] {
+export function changedImages<T extends ContainerImage>(after: readonly T[], before: readonly ContainerImage[] | undefined): readonly T[] {
   if (before === undefined) return after;
   const key = (c: ContainerImage): string => `${c.kind}\u0000${c.container}`;
   const old = new Map<string, string>();
@@ -262,19 +281,31 @@ export function imagesToJudge(request: AdmissionRequest): Review | undefined {
   const name = nameOf(request.object, request);
   const label = kind === 'Pod' ? undefined : { kind, ...(name !== undefined ? { name } : {}) };
   const spec = specAt(request.object, 'object', templatePath, optional);
-  const after = spec === undefined ? [] : imagesOfSpec(spec, `${kind === 'Pod' ? 'pod' : `${kind} template`} spec`, label);
-  let images: readonly ContainerImage[] = after;
+  const specPointer = `/${[...templatePath, 'spec'].join('/')}`;
+  const after = spec === undefined ? [] : imagesOfSpec(spec, `${kind === 'Pod' ? 'pod' : `${kind} template`} spec`, specPointer, label);
+  let images: readonly SpecImage[] = after;
   // Without an oldObject (never sent by the API server for UPDATE) everything is judged.
   if (isUpdate && request.oldObject !== undefined && request.oldObject !== null) {
     const oldSpec = specAt(request.oldObject, 'oldObject', templatePath, true);
-    images = changedImages(after, oldSpec === undefined ? [] : imagesOfSpec(oldSpec, 'oldObject spec', label));
+    images = changedImages(after, oldSpec === undefined ? [] : imagesOfSpec(oldSpec, 'oldObject spec', specPointer, label));
   }
-  const glassOf = (object: unknown): string | undefined =>
-    annotationOf(object, BREAK_GLASS_ANNOTATION, templatePath) ?? (templatePath.length > 0 ? annotationOf(object, BREAK_GLASS_ANNOTATION) : undefined);
-  const value = glassOf(request.object);
-  const previous = isUpdate ? glassOf(request.oldObject) : undefined;
-  const breakGlass = value !== undefined || previous !== undefined ? { ...(value !== undefined ? { value } : {}), ...(previous !== undefined ? { previous } : {}) } : undefined;
-  return { kind, ...(name !== undefined ? { name } : {}), images, ...(breakGlass !== undefined ? { breakGlass } : {}) };
+  // Only what the pods will carry counts: the pod's own metadata, or the template's. A workload's own
+  // metadata is copied into no pod, so an annotation there is nobody's break-glass.
+  const value = annotationOf(request.object, BREAK_GLASS_ANNOTATION, templatePath);
+  const proof = annotationOf(request.object, BREAK_GLASS_PROOF_ANNOTATION, templatePath);
+  const previous = isUpdate ? annotationOf(request.oldObject, BREAK_GLASS_ANNOTATION, templatePath) : undefined;
+  const breakGlass =
+    value !== undefined || previous !== undefined || proof !== undefined
+      ? { ...(value !== undefined ? { value } : {}), ...(previous !== undefined ? { previous } : {}), ...(proof !== undefined ? { proof } : {}) }
+      : undefined;
+  return {
+    kind,
+    ...(name !== undefined ? { name } : {}),
+    images,
+    allImages: after,
+    ...(breakGlass !== undefined ? { breakGlass } : {}),
+    metadataPointer: `/${[...templatePath, 'metadata'].join('/')}`,
+  };
 }
 
 /** Maps an answer back onto the AdmissionReview version the API server sent: the JSON text of the review. */

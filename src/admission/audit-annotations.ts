@@ -4,13 +4,14 @@
  * prefix-less qualified names (the API server drops a prefixed key once it adds the webhook's name);
  * values are bounded and escaped, since image texts and the break-glass reason are tenant text.
  */
-import { escapeTenantText } from '../policy/break-glass.js';
+import { displayImage } from '../policy/safe-text.js';
 
 /** Bound of the `images` value (characters); the audit log is not the place for a whole pod spec. */
 export const MAX_IMAGES_ANNOTATION = 2000;
 const MAX_VALUE = 256;
 
 export interface AuditImage {
+  /** The image as display text (safe-text.ts displayImage): escaped and bounded already. */
   readonly image: string;
   readonly result: string;
   readonly digest?: string;
@@ -62,7 +63,8 @@ export function createAuditAnnotator(): AuditAnnotator {
   const fragmentOf = (img: AuditImage): Fragment => {
     const known = memo.get(img.image);
     if (known !== undefined && known.result === img.result && known.digest === img.digest) return known;
-    const item = `${escapeTenantText(img.image, 300)}=${img.result}${img.digest !== undefined ? `@${img.digest}` : ''}`;
+    // `image` is already display text (safe-text.ts: escaped once, bounded), as every ImageReport holds it.
+    const item = `${img.image}=${img.result}${img.digest !== undefined ? `@${img.digest}` : ''}`;
     const fragment: Fragment = { result: img.result, digest: img.digest, length: item.length, json: JSON.stringify(item).slice(1, -1) };
     if (img.image.length <= MEMO_MAX_IMAGE_CHARS) {
       if (known !== undefined) memoChars -= charsOf(img.image, known);
@@ -107,7 +109,7 @@ export function createAuditAnnotator(): AuditAnnotator {
     },
     pins(pins) {
       if (pins.length === 0) return undefined;
-      return { json: `{"pinned":"${imagesJson(pins.map((p) => ({ image: p.image, result: 'pinned', digest: p.digest })))}"}` };
+      return { json: `{"pinned":"${imagesJson(pins.map((p) => ({ image: displayImage(p.image), result: 'pinned', digest: p.digest })))}"}` };
     },
   };
 }

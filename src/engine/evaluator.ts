@@ -34,6 +34,8 @@ export interface EvaluationRequest {
   readonly subject?: 'pod' | 'workload';
   /** Whether the request may break glass (policy/break-glass.ts); absent: no annotation. */
   readonly breakGlass?: BreakGlassGrant | undefined;
+  /** A dry run: answered from the cache and scans in progress; it starts no scan. */
+  readonly dryRun?: boolean;
 }
 
 /** Per-image summary for the decision log line. */
@@ -126,7 +128,7 @@ export function createEvaluator(opts: EvaluatorOptions): Evaluator {
         return { decision: tooManyImages(request.images.length, maxImages, request.mode ?? opts.decision.mode), exempt: false, images: [] };
       }
       const deadlineAt = now() + request.budgetMs;
-      const budget = opts.maxNewScansPerRequest !== undefined ? createScanBudget(opts.maxNewScansPerRequest) : undefined;
+      const budget = createScanBudget(opts.maxNewScansPerRequest ?? Number.MAX_SAFE_INTEGER, request.namespace, request.dryRun === true);
       // An image used by several containers is judged (and scanned) once.
       const byImage = new Map<string, ContainerImage[]>();
       for (const c of request.images) {

@@ -6,12 +6,14 @@
  */
 import { checkLocalRules } from '../policy/local-rules.js';
 import type { LocalRules, ScanVerdict } from '../policy/types.js';
-import type { ScanCoordinator } from './scan-coordinator.js';
+import { createScanBudget, type ScanCoordinator } from './scan-coordinator.js';
 
 export interface PinRequest {
   readonly targets: ReadonlyArray<{ readonly path: string; readonly image: string }>;
   readonly namespace?: string;
   readonly budgetMs: number;
+  /** A dry run starts no scan. */
+  readonly dryRun?: boolean;
 }
 
 export interface Pin {
@@ -34,6 +36,8 @@ export interface PinnerOptions {
   readonly rules: LocalRules;
   readonly exemptNamespaces: readonly string[];
   readonly coordinator: ScanCoordinator;
+  /** New scans one request may start (MAX_NEW_SCANS_PER_REQUEST), as on the validating side. */
+  readonly maxNewScansPerRequest?: number;
   readonly now?: () => number;
 }
 
@@ -58,6 +62,7 @@ export function createPinner(opts: PinnerOptions): Pinner {
     async pin(request) {
       if (request.namespace !== undefined && exempt.has(request.namespace)) return { exempt: true, pins: [], unpinned: [] };
       const deadlineAt = now() + request.budgetMs;
+      const budget = createScanBudget(opts.maxNewScansPerRequest ?? Number.MAX_SAFE_INTEGER, request.namespace, request.dryRun === true);
       const unpinned: Array<{ image: string; reason: UnpinnedReason }> = [];
       // One lookup per distinct image; every container that uses it gets the same pin.
       const verdicts = new Map<string, Promise<ScanVerdict | undefined>>();
@@ -73,7 +78,7 @@ export function createPinner(opts: PinnerOptions): Pinner {
         }
         let pending = verdicts.get(t.image);
         if (pending === undefined) {
-          pending = opts.coordinator.lookup(reference, deadlineAt - now()).then(({ outcome }) => (outcome.kind === 'verdict' ? outcome.verdict : undefined));
+          pending = opts.coordinator.lookup(reference, deadlineAt - now(), budget).then(({ outcome }) => (outcome.kind === 'verdict' ? outcome.verdict : undefined));
           verdicts.set(t.image, pending);
         }
         const verdict = await pending;

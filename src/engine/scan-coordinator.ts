@@ -31,6 +31,11 @@ export interface ScanCoordinatorOptions {
   /** Bound of scans running at once; past it a lookup is a scanner error (never an unbounded queue). */
   readonly maxConcurrentScans: number;
   /**
+   * Bound of the scans running at once that requests of one namespace started (MAX_SCANS_PER_NAMESPACE):
+   * one tenant's slow or numerous images cannot take every scan slot. Unbounded when absent.
+   */
+  readonly maxScansPerNamespace?: number;
+  /**
    * The scanner's circuit breaker (scanner/resilience.ts): while it refuses calls, a lookup that the
    * cache cannot answer is decided at once with its error instead of starting or joining a scan.
    */
@@ -49,6 +54,8 @@ type Settled = { ok: true; verdict: ScanVerdict } | { ok: false; error: ScannerE
 
 interface InFlight {
   readonly result: Promise<Settled>;
+  /** The namespace whose request started the scan (its share is given back when the scan settles). */
+  readonly namespace: string | undefined;
   lastTransientError: ScannerError | undefined;
   readonly controller: AbortController;
 }
@@ -60,10 +67,14 @@ interface InFlight {
 export interface ScanBudget {
   readonly maxNewScans: number;
   newScansLeft: number;
+  /** The namespace the request came from: its scans count against MAX_SCANS_PER_NAMESPACE. */
+  readonly namespace?: string | undefined;
+  /** A dry run starts no scan (it may only read the cache and join scans in progress). */
+  readonly dryRun?: boolean;
 }
 
-export function createScanBudget(maxNewScans: number): ScanBudget {
-  return { maxNewScans, newScansLeft: maxNewScans };
+export function createScanBudget(maxNewScans: number, namespace?: string, dryRun = false): ScanBudget {
+  return { maxNewScans: dryRun ? 0 : maxNewScans, newScansLeft: dryRun ? 0 : maxNewScans, namespace, dryRun };
 }
 
 export interface ScanCoordinator {
@@ -99,8 +110,12 @@ function errorOutcome(error: ScannerError): ScanOutcome {
 export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordinator {
   const now = opts.now ?? (() => performance.now());
   const inFlight = new Map<string, InFlight>();
+  // Scans in flight per namespace that started them: at most maxConcurrentScans entries.
+  const byNamespace = new Map<string, number>();
+  const nsKey = (namespace: string | undefined): string => namespace ?? '';
 
-  function start(key: string, reference: ImageReference): InFlight {
+  function start(key: string, reference: ImageReference, namespace: string | undefined): InFlight {
+    byNamespace.set(nsKey(namespace), (byNamespace.get(nsKey(namespace)) ?? 0) + 1);
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort(new ScanAbortedError(`scan did not finish within ${opts.maxScanDurationMs} ms`));
@@ -109,6 +124,7 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
     const startedAt = now();
     opts.metrics.scansInProgress.inc();
     const entry: InFlight = {
+      namespace,
       controller,
       lastTransientError: undefined,
       result: opts.scanner
@@ -133,6 +149,9 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
         .then((settled) => {
           clearTimeout(timer);
           inFlight.delete(key);
+          const held = (byNamespace.get(nsKey(namespace)) ?? 1) - 1;
+          if (held > 0) byNamespace.set(nsKey(namespace), held);
+          else byNamespace.delete(nsKey(namespace));
           opts.metrics.scansInProgress.dec();
           const durationMs = now() - startedAt;
           const result = settled.ok ? settled.verdict.status : 'error';
@@ -194,7 +213,13 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
         if (budget !== undefined && budget.newScansLeft <= 0) {
           opts.metrics.cacheLookups.inc({ result: 'miss' });
           opts.metrics.scansDeferred.inc();
-          return { source: 'miss', outcome: { kind: 'deferred', maxNewScans: budget.maxNewScans } };
+          return { source: 'miss', outcome: { kind: 'deferred', maxNewScans: budget.maxNewScans, why: budget.dryRun === true ? 'dry-run' : 'request' } };
+        }
+        const share = opts.maxScansPerNamespace;
+        if (share !== undefined && (byNamespace.get(nsKey(budget?.namespace)) ?? 0) >= share) {
+          opts.metrics.cacheLookups.inc({ result: 'miss' });
+          opts.metrics.scansDeferred.inc();
+          return { source: 'miss', outcome: { kind: 'deferred', maxNewScans: share, why: 'namespace' } };
         }
         if (inFlight.size >= opts.maxConcurrentScans) {
           opts.metrics.cacheLookups.inc({ result: 'miss' });
@@ -204,7 +229,7 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
           };
         }
         if (budget !== undefined) budget.newScansLeft -= 1;
-        entry = start(key, reference);
+        entry = start(key, reference, budget?.namespace);
         source = 'miss';
       }
       opts.metrics.cacheLookups.inc({ result: source });

@@ -1,11 +1,15 @@
 /**
  * Break-glass: an audited emergency bypass. A pod (or a workload's pod template) annotated
  * `scangate.io/break-glass: "<reason>"` is admitted despite failed or missing verdicts and local
- * rules, but only when the request comes from a user or group allowed to break glass, or from a
- * trusted controller stamping pods out of a template that scangate vetted at the workload's own
- * admission (README, "Break-glass"). Pure: (annotation, requester, settings, decision) -> decision.
+ * rules, but only when the request comes from a person allowed to break glass (BREAK_GLASS_USERS,
+ * BREAK_GLASS_GROUPS), or when the object carries a break-glass proof that scangate wrote for such a
+ * person's template and that matches this object (break-glass-proof.ts): a controller's identity is
+ * never a permission (README, "Break-glass"; docs/THREAT-MODEL.md, I1). Pure: (annotation, requester,
+ * settings, proof check, decision) -> decision.
  */
 import { decide, renderMessage } from './decision.js';
+import type { ProofCheck } from './break-glass-proof.js';
+import { displayText } from './safe-text.js';
 import type { Decision, DecisionOptions, ImageAssessment } from './types.js';
 
 export const BREAK_GLASS_ANNOTATION = 'scangate.io/break-glass';
@@ -35,81 +39,96 @@ export interface BreakGlassSettings {
   readonly users: readonly string[];
   /** Groups whose members may break glass (BREAK_GLASS_GROUPS). */
   readonly groups: readonly string[];
-  /**
-   * Identities of the controllers that create pods (and ReplicaSets, Jobs) from templates
-   * (BREAK_GLASS_CONTROLLERS). Their requests carry the template's annotation, which scangate only lets
-   * into a template for an allowed user; a controller's own identity is never a human's permission.
-   */
-  readonly controllers: readonly string[];
 }
+
+/** Why a break-glass annotation was not honoured. */
+export type RefusedWhy = 'not-allowed' | 'no-reason' | 'proof-invalid' | 'proof-expired' | 'proof-images';
 
 export type BreakGlassGrant =
   | { readonly kind: 'none' }
-  | { readonly kind: 'granted'; readonly reason: string; readonly user: string; readonly via: 'user' | 'group' | 'controller' }
-  | { readonly kind: 'refused'; readonly reason: string; readonly user: string; readonly why: 'not-allowed' | 'no-reason' };
+  /** `user` is the person who broke glass: the requester, or the person the proof names ('proof'). */
+  | { readonly kind: 'granted'; readonly reason: string; readonly user: string; readonly via: 'user' | 'group' | 'proof' }
+  | { readonly kind: 'refused'; readonly reason: string; readonly user: string; readonly why: RefusedWhy };
 
 /**
  * What break-glass did to a decision (the metric's `outcome` label): admitted what would have been
  * denied; not needed (nothing to bypass); refused (requester not allowed, or no reason); ineffective
  * (allowed, but an invalid reference still denies).
  */
-export type BreakGlassOutcome = 'admitted' | 'not_needed' | 'refused' | 'ineffective';
-
-// eslint-disable-next-line no-control-regex -- finding control characters is the point
-const NEEDS_ESCAPING = /[\u0000-\u001f\u007f-\u009f\\\u2028-\u202e\u2066-\u2069]|[ \t]{2}|^[ \t]|[ \t]$|\t/;
+export type BreakGlassOutcome = NonNullable<Decision['breakGlass']>;
 
 /**
- * Tenant text made safe for a log line, a warning, an audit annotation: control characters and
- * backslashes escaped (so a reason cannot forge a line or a terminal sequence), whitespace runs
- * collapsed, bounded. Linear in the input.
+ * Tenant text made safe for a log line, a warning, an audit annotation: whitespace runs collapsed, then
+ * the one escaper (safe-text.ts) and its bound. Reads at most a bounded head of the text.
  */
-export function escapeTenantText(text: string, maxLength: number): string {
-  // The common case (an image reference, a plain reason) on the hot path: nothing to do.
-  if (text.length <= maxLength && !NEEDS_ESCAPING.test(text)) return text;
-  // Only the first stretch can survive the bound; never walk a megabyte of annotation.
-  const head = text.slice(0, maxLength * 2);
-  let out = '';
-  for (const ch of head.replace(/[ \t]+/g, ' ').trim()) {
-    const code = ch.codePointAt(0) ?? 0;
-    if (ch === '\\') out += '\\\\';
-    else if (code < 0x20 || (code >= 0x7f && code < 0xa0) || code === 0x2028 || code === 0x2029 || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) {
-      out += `\\u${code.toString(16).padStart(4, '0')}`;
-    } else out += ch;
-    if (out.length > maxLength) break;
-  }
-  const cut = out.length > maxLength || head.length < text.length;
-  return cut ? `${out.slice(0, Math.max(0, maxLength - 1))}…` : out;
+export function reasonText(text: string): string {
+  const head = text.length > MAX_REASON_LENGTH * 2 ? text.slice(0, MAX_REASON_LENGTH * 2) : text;
+  const flat = head.replace(/[ \t]+/g, ' ').trim();
+  return displayText(head.length < text.length ? `${flat}…` : flat, MAX_REASON_LENGTH);
 }
 
 export function displayIdentity(name: string): string {
-  return escapeTenantText(name, MAX_IDENTITY_LENGTH);
+  return displayText(name, MAX_IDENTITY_LENGTH);
+}
+
+export interface BreakGlassClaim {
+  /** The break-glass annotation's text; undefined when the object carries none. */
+  readonly annotation: string | undefined;
+  readonly requester: Requester | undefined;
+  /** The object's break-glass proof checked against it (absent: the object carries no proof). */
+  readonly proof?: ProofCheck;
+}
+
+/** Whether the requester is a person allowed to break glass (a controller never is, whoever it is). */
+export function allowedPerson(requester: Requester | undefined, settings: BreakGlassSettings): 'user' | 'group' | undefined {
+  if (requester === undefined || requester.username === '') return undefined;
+  if (settings.users.includes(requester.username)) return 'user';
+  if (requester.groups.some((g) => settings.groups.includes(g))) return 'group';
+  return undefined;
 }
 
 /**
- * Whether this request may use the annotation it carries. `annotation` is undefined when the object
- * does not carry one (or when nothing it carries needs judging: see the callers in http/app.ts).
+ * Whether this request may use the annotation it carries: its requester is an allowed person who
+ * wrote a reason, or the object carries a valid proof for this namespace, these images and this reason.
  */
-export function judgeBreakGlass(annotation: string | undefined, requester: Requester | undefined, settings: BreakGlassSettings): BreakGlassGrant {
-  if (annotation === undefined) return { kind: 'none' };
-  const reason = escapeTenantText(annotation, MAX_REASON_LENGTH);
-  const username = requester?.username ?? '';
+export function judgeBreakGlass(claim: BreakGlassClaim, settings: BreakGlassSettings): BreakGlassGrant {
+  if (claim.annotation === undefined) return { kind: 'none' };
+  const reason = reasonText(claim.annotation);
+  const username = claim.requester?.username ?? '';
   const user = displayIdentity(username === '' ? '(unknown user)' : username);
-  let via: 'user' | 'group' | 'controller' | undefined;
-  if (requester !== undefined && username !== '') {
-    if (settings.users.includes(username)) via = 'user';
-    else if (requester.groups.some((g) => settings.groups.includes(g))) via = 'group';
-    else if (settings.controllers.includes(username)) via = 'controller';
+  const person = allowedPerson(claim.requester, settings);
+  if (person !== undefined) {
+    if (reason === '') return { kind: 'refused', reason, user, why: 'no-reason' };
+    return { kind: 'granted', reason, user, via: person };
   }
-  if (via === undefined) return { kind: 'refused', reason, user, why: 'not-allowed' };
-  // A controller copies whatever the vetted template says; a human must say why.
-  if (reason === '' && via !== 'controller') return { kind: 'refused', reason, user, why: 'no-reason' };
-  return { kind: 'granted', reason, user, via };
+  if (claim.proof !== undefined) {
+    if (claim.proof.ok) return { kind: 'granted', reason, user: displayIdentity(claim.proof.proof.user), via: 'proof' };
+    const why: RefusedWhy = claim.proof.why === 'expired' ? 'proof-expired' : claim.proof.why === 'images' ? 'proof-images' : 'proof-invalid';
+    return { kind: 'refused', reason, user, why };
+  }
+  return { kind: 'refused', reason, user, why: 'not-allowed' };
 }
 
 function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, Math.max(0, max - 1))}…`;
 }
 
+const PROOF_SENTENCES: Readonly<Record<'proof-invalid' | 'proof-expired' | 'proof-images', string>> = {
+  'proof-invalid': 'its break-glass proof was not written by scangate for this namespace and reason',
+  'proof-expired': 'its break-glass proof has expired (BREAK_GLASS_PROOF_TTL_S)',
+  'proof-images': 'its break-glass proof does not name these images',
+};
+
+function refusalSentence(grant: Extract<BreakGlassGrant, { kind: 'refused' }>): string {
+  switch (grant.why) {
+    case 'no-reason':
+      return `${BREAK_GLASS_MESSAGES.noReason}: the annotation ${BREAK_GLASS_ANNOTATION} is empty; write why (it goes to the audit log)`;
+    case 'not-allowed':
+      return `${BREAK_GLASS_MESSAGES.notPermitted}: user "${grant.user}" may not break glass (annotation ${BREAK_GLASS_ANNOTATION}); remove the annotation or ask someone allowed by BREAK_GLASS_USERS / BREAK_GLASS_GROUPS`;
+    default:
+      return `${BREAK_GLASS_MESSAGES.notPermitted}: user "${grant.user}" may not break glass and ${PROOF_SENTENCES[grant.why]}; someone allowed by BREAK_GLASS_USERS / BREAK_GLASS_GROUPS must write the workload's template again`;
+  }
+}
 /**
  * The decision with break-glass applied. Granted: every finding is bypassed (failed verdicts, scans
  * not finished in time, scanner errors, the latest-tag and registry rules) except an invalid
@@ -126,10 +145,7 @@ export function decideWithBreakGlass(
   const decision = decide(images, opts);
   if (grant === undefined || grant.kind === 'none') return decision;
   if (grant.kind === 'refused') {
-    const sentence =
-      grant.why === 'no-reason'
-        ? `${BREAK_GLASS_MESSAGES.noReason}: the annotation ${BREAK_GLASS_ANNOTATION} is empty; write why (it goes to the audit log)`
-        : `${BREAK_GLASS_MESSAGES.notPermitted}: user "${grant.user}" may not break glass (annotation ${BREAK_GLASS_ANNOTATION}); remove the annotation or ask someone allowed by BREAK_GLASS_USERS / BREAK_GLASS_GROUPS`;
+    const sentence = refusalSentence(grant);
     const message = decision.allowed || decision.message === '' ? sentence : `${sentence}. ${decision.message}`;
     return { ...decision, allowed: false, message: truncate(message, opts.maxMessageLength ?? 1000), breakGlass: 'refused' };
   }

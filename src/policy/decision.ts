@@ -63,6 +63,12 @@ function describeReasons(reasons: readonly StopReason[], omitted: number, maxRea
   return shown.join('; ') + (more > 0 ? `; +${more} more` : '');
 }
 
+const DEFERRED_DETAIL: Readonly<Record<'request' | 'namespace' | 'dry-run', (n: number) => string>> = {
+  request: (n) => `this review already started ${n} new scans (MAX_NEW_SCANS_PER_REQUEST); a retry starts the next ones`,
+  namespace: (n) => `this namespace already has ${n} scans in progress (MAX_SCANS_PER_NAMESPACE); a retry starts it once they finish`,
+  'dry-run': () => 'a dry run starts no scan; a real request will',
+};
+
 /** A workload is never refused for a verdict that is not there yet: its pods are checked at creation. */
 function missingVerdictDenies(opts: DecisionOptions): boolean {
   return opts.subject !== 'workload' && opts.rejectIfTimeout;
@@ -85,7 +91,7 @@ function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOpt
       return {
         ...base,
         kind: 'scan-deferred',
-        detail: `this review already started ${scan.maxNewScans} new scans (MAX_NEW_SCANS_PER_REQUEST); a retry starts the next ones`,
+        detail: DEFERRED_DETAIL[scan.why ?? 'request'](scan.maxNewScans),
         denies: missingVerdictDenies(opts),
       };
     case 'error':

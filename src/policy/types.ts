@@ -43,8 +43,11 @@ export type ScanVerdict =
 export type ScanOutcome =
   | { readonly kind: 'verdict'; readonly verdict: ScanVerdict }
   | { readonly kind: 'timeout'; readonly waitedMs: number }
-  /** Not scanned: the request had already started as many new scans as one request may (fairness). */
-  | { readonly kind: 'deferred'; readonly maxNewScans: number }
+  /**
+   * Not scanned: the request had already started as many new scans as one request may, or its namespace
+   * holds as many scans as one namespace may (fairness), or it is a dry run (which starts none).
+   */
+  | { readonly kind: 'deferred'; readonly maxNewScans: number; readonly why?: 'request' | 'namespace' | 'dry-run' }
   | { readonly kind: 'error'; readonly code: string; readonly message: string };
 
 /** Local rules, applied before any scan. */

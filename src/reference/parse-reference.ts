@@ -2,7 +2,7 @@
  * Image reference parsing, exactly as container runtimes parse a Pod's `image:` field: the grammar of
  * github.com/distribution/reference (regexp.go) plus ParseNormalizedNamed's Docker Hub normalisation
  * (normalize.go). Checked against that library's own test tables in
- * shared/conformance/image-references.json.
+ * test/fixtures/conformance/image-references.json.
  */
 
 const DEFAULT_DOMAIN = 'docker.io';

@@ -1,5 +1,5 @@
 /**
- * The Anchore Enterprise API v2 wire format (shared/reference/ANCHORE-V2-API.md, the OpenAPI subset
+ * The Anchore Enterprise API v2 wire format (test/fixtures/reference/ANCHORE-V2-API.md, the OpenAPI subset
  * anchore-enterprise-v2-subset.yaml): the `AnchoreImage` record and the `PolicyEvaluation` of the
  * policy check, read into the same ImageRecord and PolicyEvaluation as the v1 format, so that one
  * scan flow and one decision engine serve both APIs. No field of either schema is trusted to be
@@ -73,6 +73,12 @@ function readResult(raw: unknown, i: number): ResultReading {
     } else if (action === 'warn') {
       warn += 1;
     }
+  }
+  // A pass with a stop finding, or with `final_action: stop`, contradicts itself: a scanner error, never a
+  // pass (docs/THREAT-MODEL.md, I4). A fail without any reason is still a fail.
+  const finalAction = typeof raw['final_action'] === 'string' ? raw['final_action'].toLowerCase() : undefined;
+  if (status === 'pass' && (stop.length > 0 || finalAction === 'stop')) {
+    throw new ScannerProtocolError(`scanner check says pass with ${stop.length > 0 ? `${stop.length} stop finding(s)` : 'final_action stop'}: contradictory answer`);
   }
   const reason = raw['final_action_reason'];
   return { status, stop, warn, problems, ...(typeof reason === 'string' ? { finalActionReason: reason } : {}) };

@@ -1,5 +1,5 @@
 /**
- * The Anchore v1 wire format (shared/reference/ANCHORE-API.md). Only this module and
+ * The Anchore v1 wire format (test/fixtures/reference/ANCHORE-API.md). Only this module and
  * anchore-client.ts know these shapes; everything past them speaks ScanVerdict.
  */
 import { ScannerProtocolError } from '../errors.js';
@@ -166,6 +166,14 @@ export function parseCheck(body: unknown, digest: string, tag: string): PolicyEv
     throw new ScannerProtocolError(`scanner check status is ${JSON.stringify(status)}, expected pass or fail`);
   }
   const reasons = stopReasonsOf(evaluation['detail']);
+  // A pass with a stop row, or with `final_action: stop`, contradicts itself: a scanner error, never a
+  // pass (docs/THREAT-MODEL.md, I4).
+  const detail = evaluation['detail'];
+  const result = isRecord(detail) && isRecord(detail['result']) ? detail['result'] : {};
+  const finalAction = typeof result['final_action'] === 'string' ? result['final_action'].toLowerCase() : undefined;
+  if (status === 'pass' && (reasons.stop.length > 0 || finalAction === 'stop')) {
+    throw new ScannerProtocolError(`scanner check says pass with ${reasons.stop.length > 0 ? `${reasons.stop.length} stop row(s)` : 'final_action stop'}: contradictory answer`);
+  }
   return {
     status,
     ...(typeof evaluation['policyId'] === 'string' ? { policyId: evaluation['policyId'] } : {}),

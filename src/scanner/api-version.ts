@@ -78,6 +78,9 @@ export function readVersionAnswer(status: number, body: unknown): ApiVersion {
   return typeof version === 'string' && /^2(\.|$)/.test(version.trim()) ? 'v2' : 'v1';
 }
 
+/** v1 answers in a row that move a known v2 back to v1. */
+export const DOWNGRADE_AFTER = 3;
+
 export interface ApiDetectorOptions {
   readonly setting: ApiVersionSetting;
   /** Asks the server once: resolves with the API, rejects with a ScannerError. */
@@ -147,6 +150,8 @@ export function createApiDetector(opts: ApiDetectorOptions): ApiDetector {
   let retryDelayMs = opts.retryInitialMs;
   let closed = false;
   let failures = 0;
+  // Answers of v1 in a row since v2 was known (docs/THREAT-MODEL.md, I5).
+  let downgradeAnswers = 0;
   const controller = new AbortController();
 
   const scheduleRetry = (): void => {
@@ -164,6 +169,15 @@ export function createApiDetector(opts: ApiDetectorOptions): ApiDetector {
       .probe(controller.signal)
       .then(
         (version) => {
+          // v2 is a definite answer (a ServiceVersion saying 2); v1 is "anything else", which one proxy
+          // error page or a 404 during a redeploy also gives. Once v2 is known, only DOWNGRADE_AFTER v1
+          // answers in a row (asked again in the background) move it back.
+          if (known === 'v2' && version === 'v1' && ++downgradeAnswers < DOWNGRADE_AFTER) {
+            if (downgradeAnswers === 1) opts.logger.warn({ apiVersion: 'v1', known }, 'scanner answered as v1 once; keeping v2 until it says so again');
+            scheduleRetry();
+            return known;
+          }
+          downgradeAnswers = 0;
           if (known !== version) {
             const level = known === undefined ? 'info' : 'warn';
             opts.logger[level]({ apiVersion: version, previous: known ?? null }, known === undefined ? 'scanner API detected' : 'scanner API version changed');

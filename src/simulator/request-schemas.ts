@@ -1,6 +1,6 @@
 /**
  * The declared types of `POST /images` request bodies, as the official documents give them
- * (shared/reference/anchore-engine-v1-swagger.yaml `ImageAnalysisRequest`, and the v2 subset's):
+ * (test/fixtures/reference/anchore-engine-v1-swagger.yaml `ImageAnalysisRequest`, and the v2 subset's):
  * a real server validates the body against its spec before its controller runs, so a field of the
  * wrong type (a `digest` that is an array, a `dockerfile` that is not base64, a `created_at` that is
  * not a date-time, a `null` where the spec does not allow one) is refused even when the rest of the

@@ -1,5 +1,5 @@
 /**
- * Anchore Enterprise API v2 JSON shapes (shared/reference/ANCHORE-V2-API.md and the OpenAPI subset
+ * Anchore Enterprise API v2 JSON shapes (test/fixtures/reference/ANCHORE-V2-API.md and the OpenAPI subset
  * anchore-enterprise-v2-subset.yaml beside it): the ImageAnalysisRequest in; AnchoreImage,
  * PolicyEvaluation, ServiceVersion and ApiErrorResponse out. The same engine answers both APIs, so
  * an image, its lifecycle and its verdict are the same whichever API asks.

@@ -1,5 +1,5 @@
 /**
- * Anchore Engine v1 JSON shapes (shared/reference/ANCHORE-API.md and the engine's controllers):
+ * Anchore Engine v1 JSON shapes (test/fixtures/reference/ANCHORE-API.md and the engine's controllers):
  * request bodies in, image records, policy evaluations and vulnerability listings out.
  */
 import type { SimVulnerability } from './data.js';

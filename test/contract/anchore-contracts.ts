@@ -1,5 +1,5 @@
 /**
- * The Anchore API contracts, from the official documents in shared/reference/ read at test time:
+ * The Anchore API contracts, from the official documents in test/fixtures/reference/ read at test time:
  * Anchore Engine v1 (Swagger 2.0, anchore-engine-v1-swagger.yaml) and Anchore Enterprise v2
  * (OpenAPI 3.0 subset, anchore-enterprise-v2-subset.yaml). Each document is first checked to be a
  * valid Swagger 2.0 / OpenAPI 3.0 document by @seriousme/openapi-schema-validator; then the contract

@@ -1,11 +1,11 @@
 /**
- * The official documents themselves: found beside the repository, valid Swagger 2.0 / OpenAPI 3.0
- * (checked by @seriousme/openapi-schema-validator against the specifications' own JSON schemas),
+ * The official documents themselves: found in the repository (test/fixtures/reference), valid
+ * Swagger 2.0 / OpenAPI 3.0 (checked by @seriousme/openapi-schema-validator against the specifications' own JSON schemas),
  * every schema in them compiles under the contract's strict Ajv, and they still hold the operations
  * the client uses.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -21,13 +21,15 @@ import { parseDocument } from './openapi-contract.js';
 import { readSpecText, referenceDir, repoRoot, V1_SPEC_FILE } from './spec-files.js';
 
 describe('contract: the official Anchore documents', () => {
-  it('are found from the repository root, and a missing shared/ fails loudly', () => {
-    assert.match(referenceDir(), /shared[/\\]reference$/);
-    const empty = mkdtempSync(join(tmpdir(), 'scangate-no-shared-'));
-    assert.throws(() => referenceDir({}, join(empty, 'repo')), /official Anchore specs .* were not found; tried .*shared/);
-    assert.throws(() => referenceDir({ SCANGATE_SHARED_DIR: empty }), /SCANGATE_SHARED_DIR/);
-    assert.equal(referenceDir({ SCANGATE_SHARED_DIR: join(referenceDir(), '..') }), referenceDir());
-    assert.ok(repoRoot().length > 0);
+  it('are found in the repository (test/fixtures/reference), and a missing one fails loudly', () => {
+    assert.equal(referenceDir(), join(repoRoot(), 'test', 'fixtures', 'reference'));
+    assert.equal(referenceDir(repoRoot()), referenceDir());
+    const empty = mkdtempSync(join(tmpdir(), 'scangate-no-fixtures-'));
+    assert.throws(() => referenceDir(empty), /official Anchore specs anchore-engine-v1-swagger\.yaml, anchore-enterprise-v2-subset\.yaml are missing from .*test[/\\]fixtures[/\\]reference/);
+    mkdirSync(join(empty, 'test', 'fixtures', 'reference'), { recursive: true });
+    copyFileSync(join(referenceDir(), V1_SPEC_FILE), join(empty, 'test', 'fixtures', 'reference', V1_SPEC_FILE));
+    assert.throws(() => referenceDir(empty), /specs anchore-enterprise-v2-subset\.yaml are missing/);
+    rmSync(empty, { recursive: true, force: true });
   });
 
   it('are valid Swagger 2.0 and OpenAPI 3.0 documents (the v1 one after its one documented repair)', async () => {

@@ -1,8 +1,8 @@
 /**
- * Where the official Anchore API documents are: `shared/reference/` beside the repository (CI puts a
- * read-only copy of shared/ next to its clone) or beside one of its parent folders (a git worktree
- * under `wt/NAME`). `SCANGATE_SHARED_DIR` overrides the search. Missing documents are an error,
- * never a skipped test: a contract suite that silently validates nothing would pass forever.
+ * Where the official Anchore API documents are: `test/fixtures/reference/` in the repository (their
+ * sources and licences: test/fixtures/SOURCES.md), so a clone alone runs the contract suite. Missing
+ * documents are an error, never a skipped test: a contract suite that silently validates nothing would
+ * pass forever.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -23,28 +23,14 @@ export function repoRoot(from: string = dirname(fileURLToPath(import.meta.url)))
   }
 }
 
-/** `shared/reference/` holding both specs; throws, listing every folder tried, when there is none. */
-export function referenceDir(env: NodeJS.ProcessEnv = process.env, root: string = repoRoot()): string {
-  const tried: string[] = [];
-  const holdsSpecs = (dir: string): boolean => {
-    tried.push(dir);
-    return existsSync(join(dir, V1_SPEC_FILE)) && existsSync(join(dir, V2_SPEC_FILE));
-  };
-  const override = env['SCANGATE_SHARED_DIR'];
-  if (override !== undefined && override !== '') {
-    const dir = join(resolve(override), 'reference');
-    if (holdsSpecs(dir)) return dir;
-    throw new Error(`contract tests: SCANGATE_SHARED_DIR=${override} has no reference/${V1_SPEC_FILE} and reference/${V2_SPEC_FILE}`);
+/** `test/fixtures/reference/` of the repository at `root`; throws, naming it, when a document is missing. */
+export function referenceDir(root: string = repoRoot()): string {
+  const dir = join(root, 'test', 'fixtures', 'reference');
+  const missing = [V1_SPEC_FILE, V2_SPEC_FILE].filter((file) => !existsSync(join(dir, file)));
+  if (missing.length > 0) {
+    throw new Error(`contract tests: the official Anchore specs ${missing.join(', ')} are missing from ${dir} (see test/fixtures/SOURCES.md)`);
   }
-  for (let dir = dirname(root); ; dir = dirname(dir)) {
-    const candidate = join(dir, 'shared', 'reference');
-    if (holdsSpecs(candidate)) return candidate;
-    if (dirname(dir) === dir) break;
-  }
-  throw new Error(
-    `contract tests: the official Anchore specs (${V1_SPEC_FILE}, ${V2_SPEC_FILE}) were not found; ` +
-      `tried ${tried.join(', ')}. Put shared/ beside the repository or set SCANGATE_SHARED_DIR.`,
-  );
+  return dir;
 }
 
 export function readSpecText(file: string): string {

@@ -103,6 +103,8 @@ describe('SIGTERM under load', () => {
       SCANNER_POLL_INITIAL_MS: '50',
       SCANNER_POLL_MAX_MS: '100',
       SHUTDOWN_DELAY_MS: '1000',
+      // One namespace sends every request here: this suite is about draining, not fair sharing.
+      MAX_SCANS_PER_NAMESPACE: '100000',
     });
     scangate = started;
     // Prime the cache-hit image.
@@ -144,6 +146,7 @@ describe('SIGTERM under load', () => {
       ANCHORE_CLI_PASS: 'foobar',
       SCANNER_REQUEST_TIMEOUT_MS: '5000',
       DEADLINE_MARGIN_MS: '1000',
+      MAX_SCANS_PER_NAMESPACE: '100000',
     });
     scangate = started;
     const { before: sentBefore, signalAt } = await loadAndTerminate(started, {

@@ -29,8 +29,8 @@ interface Who {
 }
 
 /** A pod CREATE review sent by `who`, with the given annotations. */
-function review(spec: PodSpecInput, who: Who, annotations: Record<string, string> = {}): { uid: string; body: Record<string, unknown> } {
-  const r = admissionReview(spec);
+function review(spec: PodSpecInput, who: Who, annotations: Record<string, string> = {}, namespace?: string): { uid: string; body: Record<string, unknown> } {
+  const r = admissionReview(spec, namespace !== undefined ? { namespace } : {});
   const req = r.body['request'] as Record<string, unknown>;
   req['userInfo'] = { username: who.username, groups: who.groups ?? ['system:authenticated'] };
   const object = req['object'] as { metadata: Record<string, unknown> };
@@ -60,14 +60,14 @@ describe('break-glass', () => {
     assert.equal(res.json.response.allowed, true);
     const warning = String(res.json.response.warnings[0]);
     assert.ok(
-      warning.startsWith(`${BREAK_GLASS_MESSAGES.used} by "alice" (reason: "INC-1234: payment outage\\u000aforged line"): admitted despite: ${MESSAGES.policyFail}: ${STRUTS}`),
+      warning.startsWith(`${BREAK_GLASS_MESSAGES.used} by "alice" (reason: "INC-1234: payment outage\\x0aforged line"): admitted despite: ${MESSAGES.policyFail}: ${STRUTS}`),
       warning,
     );
     const audit = res.json.response.auditAnnotations as Record<string, string>;
     assert.equal(audit['decision'], 'allowed');
     assert.equal(audit['break-glass'], 'admitted');
     assert.equal(audit['break-glass-user'], 'alice');
-    assert.equal(audit['break-glass-reason'], 'INC-1234: payment outage\\u000aforged line');
+    assert.equal(audit['break-glass-reason'], 'INC-1234: payment outage\\x0aforged line');
     assert.match(audit['images'] ?? '', new RegExp(`^${STRUTS}=fail@sha256:[0-9a-f]{64}$`));
     const [line] = w.logs.find('break-glass');
     assert.equal(line?.['user'], 'alice');
@@ -128,7 +128,7 @@ function deployment(who: Who, image: string, glass: string | undefined, old?: { 
   return r.body;
 }
 
-describe('break-glass on workloads (the template is vetted at the workload, by the human)', () => {
+describe('break-glass on workloads (the person\'s template earns a proof at /mutate; controllers\' pods need it)', () => {
   const CONTROLLER = { username: 'system:serviceaccount:kube-system:replicaset-controller' };
 
   test('an allowed user creates a Deployment whose template breaks glass; its controller-created pods are then admitted', async () => {
@@ -136,9 +136,23 @@ describe('break-glass on workloads (the template is vetted at the workload, by t
     const res = await post(w, '/validate', deployment({ username: 'alice' }, STRUTS, 'INC-9'));
     assert.equal(res.json.response.allowed, true, JSON.stringify(res.json.response));
     assert.equal(res.json.response.auditAnnotations['break-glass'], 'admitted');
-    const pod = await post(w, '/validate', review({ containers: [STRUTS] }, CONTROLLER, { 'scangate.io/break-glass': 'INC-9' }).body);
-    assert.equal(pod.json.response.allowed, true);
-    assert.equal(w.logs.find('break-glass').at(-1)?.['via'], 'controller');
+    // The mutating entry writes the proof into the template (what its controllers copy into every pod).
+    const mutated = await post(w, '/mutate', deployment({ username: 'alice' }, STRUTS, 'INC-9'));
+    const patch = JSON.parse(Buffer.from(String(mutated.json.response.patch), 'base64').toString('utf8')) as Array<{ op: string; path: string; value: string }>;
+    assert.deepEqual(patch.map((p) => [p.op, p.path]), [['add', '/spec/template/metadata/annotations/scangate.io~1break-glass-proof']]);
+    const proof = patch[0]?.value ?? '';
+    const pod = await post(w, '/validate', review({ containers: [STRUTS] }, CONTROLLER, { 'scangate.io/break-glass': 'INC-9', 'scangate.io/break-glass-proof': proof }, 'shop').body);
+    assert.equal(pod.json.response.allowed, true, JSON.stringify(pod.json.response));
+    const line = w.logs.find('break-glass').at(-1);
+    assert.equal(line?.['via'], 'proof');
+    assert.equal(line?.['user'], 'alice', 'the person who broke glass, not the controller');
+    assert.equal(pod.json.response.auditAnnotations['break-glass-user'], 'alice');
+    // The controller's identity alone earns nothing.
+    const bare = await post(w, '/validate', review({ containers: [STRUTS] }, CONTROLLER, { 'scangate.io/break-glass': 'INC-9' }, 'shop').body);
+    assert.equal(bare.json.response.allowed, false);
+    // Nor does mallory's Deployment: /mutate writes no proof for her.
+    const hers = await post(w, '/mutate', deployment({ username: 'mallory' }, STRUTS, 'INC-9'));
+    assert.equal(hers.json.response.patch, undefined);
   });
 
   test('anyone else: the template annotation is refused at the workload, on CREATE and when an UPDATE adds it without changing an image', async () => {

@@ -4,6 +4,7 @@ import { decodeAdmissionReview, encodeAdmissionResponse, imagesToJudge } from '.
 import { decodeImageReview, encodeImageReviewResponse } from '../../src/admission/image-review.js';
 import { BadRequestError } from '../../src/errors.js';
 import { admissionReview, imageReview } from '../helpers/harness.js';
+import { judgedShape } from '../helpers/review-shape.js';
 
 test('v1 and v1beta1 decode to one model and encode back to their own version', () => {
   for (const apiVersion of ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1']) {
@@ -25,7 +26,7 @@ test('every container of a new pod counts: init, regular and ephemeral', () => {
     initContainers: [{ name: 'setup', image: 'c:1' }],
     ephemeralContainers: [{ name: 'dbg', image: 'd:1' }],
   });
-  const review = imagesToJudge(decodeAdmissionReview(body));
+  const review = judgedShape(imagesToJudge(decodeAdmissionReview(body)));
   assert.deepEqual(review, {
     kind: 'Pod',
     name: 'web-7d4b9c-',
@@ -43,7 +44,7 @@ test('pods/ephemeralcontainers UPDATE judges only the ephemeral containers it ad
     { containers: ['nginx'], ephemeralContainers: [{ name: 'old', image: 'busybox:1' }, { name: 'new', image: 'busybox:2' }] },
     { operation: 'UPDATE', subResource: 'ephemeralcontainers', oldSpec: { containers: ['nginx'], ephemeralContainers: [{ name: 'old', image: 'busybox:1' }] } },
   );
-  assert.deepEqual(imagesToJudge(decodeAdmissionReview(body))?.images, [{ container: 'new', kind: 'ephemeralContainer', image: 'busybox:2' }]);
+  assert.deepEqual(judgedShape(imagesToJudge(decodeAdmissionReview(body)))?.['images'], [{ container: 'new', kind: 'ephemeralContainer', image: 'busybox:2' }]);
 });
 
 test('other operations, subresources and resources are not ours', () => {

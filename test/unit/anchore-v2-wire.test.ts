@@ -143,6 +143,9 @@ describe('v2 wire: policy check', () => {
     { name: "v1's nested answer", body: [{ [D]: { [TAG]: [{ status: 'pass' }] } }], expected: /not an object/ },
     { name: 'an evaluation that is not an object', body: evaluation(['pass']), expected: /not an object/ },
     { name: 'null', body: null, expected: /not an object/ },
+    // A contradictory answer is a scanner error (fail closed), never judged by its status alone.
+    { name: 'a pass with a stop finding', body: evaluation([result('pass', [finding({ action: 'stop' })])]), expected: /says pass with 1 stop finding\(s\): contradictory/ },
+    { name: 'a pass with final_action stop', body: evaluation([result('pass', [], { final_action: 'stop' })]), expected: /final_action stop: contradictory/ },
   ];
   for (const c of cases) {
     it(c.name, () => {

@@ -41,7 +41,8 @@ test("check: Anchore Engine's shape detail.result.result[image_id].result, read 
 });
 
 test('check: tag keys match normalised (Anchore writes docker.io/nginx), the digest is authoritative', () => {
-  const body = check({ img: { result: table } }, 'docker.io/nginx:1', 'pass');
+  const clean = { header, rows: [rows[1]], row_count: 1, final_action: 'warn' };
+  const body = check({ img: { result: clean } }, 'docker.io/nginx:1', 'pass');
   assert.equal(parseCheck(body, digest, 'docker.io/library/nginx:1').status, 'pass');
   assert.throws(() => parseCheck(body, `sha256:${'0'.repeat(64)}`, 'docker.io/library/nginx:1'), ScannerProtocolError);
   assert.throws(() => parseCheck({}, digest, 'x'), ScannerProtocolError);
@@ -80,4 +81,13 @@ test('image list: a digest that is not sha256:<64 hex> never reaches a request p
   }
   const good = parseImageList([{ imageDigest: digest, analysis_status: 'analyzed', image_detail: [{ fulltag: tag }] }]);
   assert.equal(pickRecord(good, tag, undefined).imageDigest, digest);
+});
+
+test('check: a pass with a stop row, or with final_action stop, is a contradiction: a scanner error, never a pass', () => {
+  assert.throws(() => parseCheck(check({ img: { result: table } }, 'docker.io/a/b:1', 'pass'), digest, 'docker.io/a/b:1'), /says pass with 2 stop row\(s\): contradictory/);
+  const engine = { image_id: 'img', final_action: 'stop', result: { img: { result: { header, rows: [], row_count: 0 } } } };
+  assert.throws(() => parseCheck(check(engine, 'docker.io/a/b:1', 'pass'), digest, 'docker.io/a/b:1'), /final_action stop: contradictory/);
+  // Allowlisted stop rows are no reason: a pass with only those is a pass.
+  const allowed = { header, rows: [rows[2]], row_count: 1 };
+  assert.equal(parseCheck(check({ img: { result: allowed } }, 'docker.io/a/b:1', 'pass'), digest, 'docker.io/a/b:1').status, 'pass');
 });

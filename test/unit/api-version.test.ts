@@ -11,6 +11,7 @@ import { ScannerAuthError, ScannerUnavailableError } from '../../src/errors.js';
 import { parseConfig } from '../../src/config.js';
 import {
   createApiDetector,
+  DOWNGRADE_AFTER,
   parseScannerUrl,
   readVersionAnswer,
   urlVersionProblem,
@@ -169,6 +170,30 @@ describe('API detector', () => {
     answer = new ScannerUnavailableError('down');
     d.redetect();
     assert.equal(await d.resolve(signal), 'v2');
+    d.close();
+  });
+
+  it('a known v2 is not downgraded by one odd answer (a 404 during a redeploy): only by DOWNGRADE_AFTER in a row', async () => {
+    let answer: ApiVersion = 'v2';
+    const d = createApiDetector({ setting: 'auto', probe: () => Promise.resolve(answer), logger, retryInitialMs: 60_000, retryMaxMs: 60_000 });
+    assert.equal(await d.resolve(signal), 'v2');
+    answer = 'v1';
+    d.redetect();
+    assert.equal(await d.resolve(signal), 'v2', 'one v1 answer keeps v2');
+    for (let i = 2; i < DOWNGRADE_AFTER; i++) {
+      d.redetect();
+      assert.equal(await d.resolve(signal), 'v2', `${String(i)} v1 answers keep v2`);
+    }
+    answer = 'v2';
+    d.redetect();
+    assert.equal(await d.resolve(signal), 'v2');
+    answer = 'v1';
+    for (let i = 1; i < DOWNGRADE_AFTER; i++) {
+      d.redetect();
+      assert.equal(await d.resolve(signal), 'v2', 'a v2 answer in between starts the count again');
+    }
+    d.redetect();
+    assert.equal(await d.resolve(signal), 'v1', `${String(DOWNGRADE_AFTER)} in a row: the server is v1 now`);
     d.close();
   });
 

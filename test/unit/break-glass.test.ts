@@ -5,11 +5,15 @@ import { createAuditAnnotator, MAX_IMAGES_ANNOTATION, type AuditInput } from '..
 import {
   BREAK_GLASS_MESSAGES,
   decideWithBreakGlass,
-  escapeTenantText,
-  judgeBreakGlass,
+  judgeBreakGlass as judgeClaim,
   MAX_REASON_LENGTH,
+  reasonText,
+  type BreakGlassGrant,
   type BreakGlassSettings,
+  type Requester,
 } from '../../src/policy/break-glass.js';
+import type { ProofCheck } from '../../src/policy/break-glass-proof.js';
+import { displayImage } from '../../src/policy/safe-text.js';
 import { MESSAGES } from '../../src/policy/decision.js';
 import { checkLocalRules } from '../../src/policy/local-rules.js';
 import type { ContainerImage, DecisionOptions, ImageAssessment, LocalRules, ScanOutcome } from '../../src/policy/types.js';
@@ -25,11 +29,12 @@ function auditAnnotationsOf(input: AuditInput, annotator = createAuditAnnotator(
   return (JSON.parse(text) as { response: { auditAnnotations: Record<string, string> } }).response.auditAnnotations;
 }
 
-const settings: BreakGlassSettings = {
-  users: ['alice'],
-  groups: ['oncall'],
-  controllers: ['system:serviceaccount:kube-system:replicaset-controller'],
-};
+const settings: BreakGlassSettings = { users: ['alice'], groups: ['oncall'] };
+const CONTROLLER = 'system:serviceaccount:kube-system:replicaset-controller';
+
+function judgeBreakGlass(annotation: string | undefined, requester: Requester | undefined, s: BreakGlassSettings, proof?: ProofCheck): BreakGlassGrant {
+  return judgeClaim({ annotation, requester, ...(proof !== undefined ? { proof } : {}) }, s);
+}
 
 function assess(images: string[], outcomes: Record<string, ScanOutcome> = {}): ImageAssessment[] {
   return images.map((image) => {
@@ -53,11 +58,11 @@ const fail: ScanOutcome = {
 };
 const timeout: ScanOutcome = { kind: 'timeout', waitedMs: 9000 };
 
-test('who may break glass: listed users and groups, trusted controllers; nobody else, and nobody without userInfo', () => {
+test('who may break glass: listed users and groups; nobody else (a controller neither), and nobody without userInfo', () => {
   const cases: Array<[string, { username: string; groups: string[] } | undefined, string, string | undefined]> = [
     ['listed user', { username: 'alice', groups: ['system:authenticated'] }, 'granted', 'user'],
     ['member of a listed group', { username: 'bob', groups: ['system:authenticated', 'oncall'] }, 'granted', 'group'],
-    ['trusted controller', { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: [] }, 'granted', 'controller'],
+    ['a controller, without a proof', { username: CONTROLLER, groups: ['system:serviceaccounts'] }, 'refused', undefined],
     ['anyone else', { username: 'mallory', groups: ['system:authenticated', 'developers'] }, 'refused', undefined],
     ['a user named like a group', { username: 'oncall', groups: [] }, 'refused', undefined],
     ['a group named like a user', { username: 'mallory', groups: ['alice'] }, 'refused', undefined],
@@ -73,11 +78,24 @@ test('who may break glass: listed users and groups, trusted controllers; nobody 
   assert.deepEqual(judgeBreakGlass(undefined, { username: 'alice', groups: [] }, settings), { kind: 'none' });
 });
 
-test('a human must give a reason; a controller copies the vetted template whatever it says', () => {
+test('a person must give a reason; a controller breaks glass only on a valid proof, which names the person', () => {
   const human = judgeBreakGlass('   ', { username: 'alice', groups: [] }, settings);
   assert.deepEqual(human, { kind: 'refused', reason: '', user: 'alice', why: 'no-reason' });
-  const ctl = judgeBreakGlass('', { username: 'system:serviceaccount:kube-system:replicaset-controller', groups: [] }, settings);
-  assert.equal(ctl.kind, 'granted');
+  const ctl = { username: CONTROLLER, groups: [] };
+  const proof: ProofCheck = { ok: true, proof: { user: 'alice', expiresAtS: 1, images: ['struts:2.3.12'] } };
+  assert.deepEqual(judgeBreakGlass('INC-42', ctl, settings, proof), { kind: 'granted', reason: 'INC-42', user: 'alice', via: 'proof' });
+  for (const [why, expected] of [['forged', 'proof-invalid'], ['malformed', 'proof-invalid'], ['expired', 'proof-expired'], ['images', 'proof-images']] as const) {
+    const grant = judgeBreakGlass('INC-42', ctl, settings, { ok: false, why });
+    assert.equal(grant.kind, 'refused', why);
+    if (grant.kind === 'refused') {
+      assert.equal(grant.why, expected, why);
+      const d = decideWithBreakGlass(assess(['nginx:1.25.3'], { 'nginx:1.25.3': pass }), enforce, grant);
+      assert.equal(d.allowed, false);
+      assert.ok(d.message.startsWith(`${BREAK_GLASS_MESSAGES.notPermitted}: user "${CONTROLLER}" may not break glass and its break-glass proof`), d.message);
+    }
+  }
+  // An allowed person is judged as such, whatever proof the object carries.
+  assert.equal(judgeBreakGlass('INC-42', { username: 'alice', groups: [] }, settings, { ok: false, why: 'forged' }).kind, 'granted');
 });
 
 test('granted: a failed verdict, a missing verdict and local rules are bypassed, with a warning naming user and reason', () => {
@@ -146,15 +164,15 @@ test('no annotation: the decision is exactly decide()', () => {
   assert.ok(d.message.startsWith(MESSAGES.policyFail));
 });
 
-test('the reason is tenant text: control characters, line separators and bidi overrides escaped, bounded', () => {
-  assert.equal(escapeTenantText('a\nb\r\u001b[31mred\u0007', 100), 'a\\u000ab\\u000d\\u001b[31mred\\u0007');
-  assert.equal(escapeTenantText('x\u2028y\u202ez\\', 100), 'x\\u2028y\\u202ez\\\\');
-  assert.equal(escapeTenantText('  spaced\t\tout  ', 100), 'spaced out');
-  const long = escapeTenantText('r'.repeat(1_000_000), MAX_REASON_LENGTH);
-  assert.equal(long.length, MAX_REASON_LENGTH);
-  assert.ok(long.endsWith('…'));
+test('the reason is tenant text: control characters, line separators, zero-width and bidi marks escaped, bounded', () => {
+  assert.equal(reasonText('a\u0007b\u001b[31mred'), 'a\\x07b\\x1b[31mred');
+  assert.equal(reasonText('x\u2028y\u202ez\u200bw\u2066v'), 'x\\u2028y\\u202ez\\u200bw\\u2066v');
+  assert.equal(reasonText('  spaced\t\tout \n now '), 'spaced out \\x0a now');
+  const long = reasonText('r'.repeat(1_000_000));
+  assert.ok(long.length <= MAX_REASON_LENGTH + 24, String(long.length));
+  assert.ok(long.includes('…'));
   // Escapes count towards the bound: a reason made of control characters cannot grow past it.
-  assert.ok(escapeTenantText('\u0001'.repeat(10_000), MAX_REASON_LENGTH).length <= MAX_REASON_LENGTH);
+  assert.ok(reasonText('\u0001'.repeat(10_000)).length <= MAX_REASON_LENGTH + 24);
   const grant = judgeBreakGlass('line1\nFAKE LOG LINE {"level":60}', { username: 'alice', groups: [] }, settings);
   assert.equal(grant.kind, 'granted');
   if (grant.kind === 'granted') assert.ok(!grant.reason.includes('\n'));
@@ -184,8 +202,9 @@ test('audit annotations: prefix-less keys, verdict and digest per image, break-g
   });
   assert.ok((many['images'] ?? '').length <= MAX_IMAGES_ANNOTATION, String(many['images']?.length));
   assert.match(many['images'] ?? '', /; \+\d+ more$/);
-  const hostile = auditAnnotationsOf({ decision: 'denied', images: [{ image: 'a\nb', result: 'invalid-reference' }] });
-  assert.equal(hostile['images'], 'a\\u000ab=invalid-reference');
+  // Images come as display text (escaped once, by safe-text.ts), and are not escaped a second time.
+  const hostile = auditAnnotationsOf({ decision: 'denied', images: [{ image: displayImage('a\nb\\'), result: 'invalid-reference' }] });
+  assert.equal(hostile['images'], 'a\\x0ab\\=invalid-reference');
 });
 
 test('audit annotations: the JSON text holds exactly the escaped texts, whatever a tenant writes, memoised or not', () => {
@@ -193,8 +212,8 @@ test('audit annotations: the JSON text holds exactly the escaped texts, whatever
   const nasty = ['q"uote:1', 'back\\slash:1', 'nl\nline:1', 'tab\there:1', '\u2028sep:1', 'lone\ud800:1', '"},"allowed":true,"x":{"', 'x'.repeat(700), '\u001b[31mred:1', 'é:1'];
   for (const round of [1, 2]) {
     for (const image of nasty) {
-      const got = auditAnnotationsOf({ decision: 'denied', images: [{ image, result: 'fail', digest }, { image: 'ok:1', result: 'pass' }] }, annotator);
-      const expected = `${escapeTenantText(image, 300)}=fail@${digest}; ok:1=pass`;
+      const got = auditAnnotationsOf({ decision: 'denied', images: [{ image: displayImage(image), result: 'fail', digest }, { image: 'ok:1', result: 'pass' }] }, annotator);
+      const expected = `${displayImage(image)}=fail@${digest}; ok:1=pass`;
       assert.deepEqual(got, { decision: 'denied', images: expected }, `round ${String(round)}: ${JSON.stringify(image)}`);
     }
   }

@@ -25,10 +25,22 @@ test('defaults are documented ones', () => {
   assert.equal(c.maxImagesPerReview, 64);
   assert.equal(c.scanner.maxNewScansPerRequest, 10);
   assert.equal(c.server.maxConnections, 512);
-  assert.equal(c.server.maxInflightBodyBytes, 32 * 1024 * 1024);
+  // The review of a 3 MiB object as the API server writes it (`<` as \u003c; object and oldObject) fits.
+  assert.equal(c.server.maxBodyBytes, 40 * 1024 * 1024);
+  assert.equal(c.server.maxInflightBodyBytes, 96 * 1024 * 1024);
+  assert.equal(c.scanner.maxScansPerNamespace, 20);
+  assert.deepEqual(c.breakGlass, { users: [], groups: [], proofTtlMs: 86_400_000 });
   assert.deepEqual(c.deadline, { defaultTimeoutMs: 10_000, marginMs: 1_000 });
   assert.equal(c.scanner.url, 'http://localhost:8228/v1');
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.scanner));
+});
+
+test('BREAK_GLASS_CONTROLLERS is refused: no controller is trusted by its identity', () => {
+  assert.throws(() => parseConfig({ ...tls, BREAK_GLASS_CONTROLLERS: 'system:kube-controller-manager' }), /BREAK_GLASS_CONTROLLERS: removed/);
+  const c = parseConfig({ ...tls, BREAK_GLASS_KEY_FILE: '/etc/scangate/glass/key', BREAK_GLASS_PROOF_TTL_S: '3600' });
+  assert.equal(c.breakGlass.keyFile, '/etc/scangate/glass/key');
+  assert.equal(c.breakGlass.proofTtlMs, 3_600_000);
+  assert.throws(() => parseConfig({ ...tls, BREAK_GLASS_PROOF_TTL_S: '10' }), /BREAK_GLASS_PROOF_TTL_S/);
 });
 
 test('values, lists, flags and secret files', () => {

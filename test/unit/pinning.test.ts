@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { decodeAdmissionReview, encodeAdmissionResponse } from '../../src/admission/admission-review.js';
+import { decodeAdmissionReview, encodeAdmissionResponse, imagesToJudge, type AdmissionRequest } from '../../src/admission/admission-review.js';
 import { createAuditAnnotator } from '../../src/admission/audit-annotations.js';
-import { pinPatch, pinTargets } from '../../src/admission/pin-targets.js';
+import { pinPatch, pinTargets as targetsOf, type PinTarget } from '../../src/admission/pin-targets.js';
+
+/** What /mutate pins: the images the one walker finds to judge (admission-review.ts), by JSON Pointer. */
+function pinTargets(request: AdmissionRequest): PinTarget[] {
+  const r = imagesToJudge(request);
+  return r === undefined ? [] : targetsOf(r);
+}
 import { createVerdictCache } from '../../src/cache/verdict-cache.js';
 import { createPinner, pinDigestOf } from '../../src/engine/pinner.js';
 import { createScanCoordinator, type Scanner } from '../../src/engine/scan-coordinator.js';
@@ -42,7 +48,7 @@ test('userInfo is decoded (username, string groups only)', () => {
   assert.deepEqual(r.userInfo, { username: 'alice', groups: ['oncall', 'system:authenticated'] });
 });
 
-test('pin targets: pods and every workload kind, by JSON Pointer; UPDATE only pins changed images', () => {
+test('pin targets: pods and every workload kind, by JSON Pointer, image volumes too; UPDATE only pins changed images', () => {
   const pod = decodeAdmissionReview(review({ group: '', resource: 'pods' }, { spec: podSpec(['a:1', 'b:2'], ['init:1']) }));
   assert.deepEqual(pinTargets(pod), [
     { path: '/spec/initContainers/0/image', image: 'init:1' },
@@ -61,11 +67,19 @@ test('pin targets: pods and every workload kind, by JSON Pointer; UPDATE only pi
   const after = { spec: { template: { spec: podSpec(['a:1', 'b:3']) } } };
   const update = decodeAdmissionReview(review({ group: 'apps', resource: 'deployments' }, after, 'UPDATE', before));
   assert.deepEqual(pinTargets(update), [{ path: '/spec/template/spec/containers/1/image', image: 'b:3' }]);
-  // A pod's UPDATE, a subresource, another kind: nothing to pin.
-  assert.deepEqual(pinTargets(decodeAdmissionReview(review({ group: '', resource: 'pods' }, { spec: podSpec(['a:1']) }, 'UPDATE', { spec: podSpec(['a:0']) }))), []);
+  // A pod's UPDATE pins the image it changes (`kubectl set image pod`), by the same rule as validation.
+  assert.deepEqual(pinTargets(decodeAdmissionReview(review({ group: '', resource: 'pods' }, { spec: podSpec(['a:1', 'b:1']) }, 'UPDATE', { spec: podSpec(['a:0', 'b:1']) }))), [
+    { path: '/spec/containers/0/image', image: 'a:1' },
+  ]);
+  // An image volume is pulled like a container image: pinned like one.
+  const withVolume = { spec: { ...podSpec(['a:1']), volumes: [{ name: 'cfg', configMap: {} }, { name: 'data', image: { reference: 'data:1' } }] } };
+  assert.deepEqual(pinTargets(decodeAdmissionReview(review({ group: '', resource: 'pods' }, withVolume))), [
+    { path: '/spec/containers/0/image', image: 'a:1' },
+    { path: '/spec/volumes/1/image/reference', image: 'data:1' },
+  ]);
   assert.deepEqual(pinTargets(decodeAdmissionReview(review({ group: '', resource: 'configmaps' }, { data: {} }))), []);
-  // Hostile shapes are skipped, not thrown: the validating webhook refuses them.
-  assert.deepEqual(pinTargets(decodeAdmissionReview(review({ group: '', resource: 'pods' }, { spec: { containers: [null, { image: 5 }, 'x'] } }))), []);
+  // Hostile shapes are refused by the walker (the core answers /mutate unchanged; validation refuses them).
+  assert.throws(() => pinTargets(decodeAdmissionReview(review({ group: '', resource: 'pods' }, { spec: { containers: [null, { image: 5 }, 'x'] } }))), /must be an object/);
 });
 
 test('the response carries a base64 JSONPatch and patchType only when allowed with a patch', () => {

@@ -15,8 +15,8 @@ interface ConformanceCase {
   familiar?: string;
 }
 
-// shared/ sits beside the checkout: dist/test/unit -> ../../../../shared
-const conformanceFile = new URL('../../../../shared/conformance/image-references.json', import.meta.url);
+// In the repository (sources: test/fixtures/SOURCES.md); this file runs from dist/test/unit.
+const conformanceFile = new URL('../../../test/fixtures/conformance/image-references.json', import.meta.url);
 const cases = (JSON.parse(readFileSync(conformanceFile, 'utf8')) as { cases: ConformanceCase[] }).cases;
 
 test('conformance: a port-like tag on a Docker Hub name is a tag (192.168.0.1:80)', () => {

@@ -7,9 +7,10 @@ import { describe, test } from 'node:test';
 import { changedImages, decodeAdmissionReview, imagesToJudge } from '../../src/admission/admission-review.js';
 import { BadRequestError } from '../../src/errors.js';
 import type { ContainerImage } from '../../src/policy/types.js';
+import { judgedShape } from '../helpers/review-shape.js';
 import { podUpdateReview, reviewOf, WORKLOAD_TYPES, workloadObject, workloadReview, type WorkloadKindName } from '../helpers/workload-review.js';
 
-const judge = (body: Record<string, unknown>) => imagesToJudge(decodeAdmissionReview(body));
+const judge = (body: Record<string, unknown>) => judgedShape(imagesToJudge(decodeAdmissionReview(body))) as { images: unknown; name?: unknown } | undefined;
 const c = (container: string, image: string, kind: ContainerImage['kind'] = 'container'): ContainerImage => ({ container, kind, image });
 
 describe('pod UPDATE: the images that differ from oldObject', () => {

@@ -107,7 +107,9 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "LOG_LEVEL" $v.logLevel
   "BREAK_GLASS_USERS" (join "," $v.breakGlass.users)
   "BREAK_GLASS_GROUPS" (join "," $v.breakGlass.groups)
-  "BREAK_GLASS_CONTROLLERS" (join "," $v.breakGlass.controllers)
+  "BREAK_GLASS_PROOF_TTL_S" (include "scangate.int" $v.breakGlass.proofTtlSeconds)
+  "BREAK_GLASS_KEY_FILE" "/etc/scangate/break-glass/key"
+  "MAX_SCANS_PER_NAMESPACE" (include "scangate.int" $v.scanner.maxScansPerNamespace)
   "PIN_DIGESTS" (toString $v.pinning.enabled)
   "MAX_BODY_BYTES" (include "scangate.int" $v.server.maxBodyBytes)
   "CERT_RELOAD_INTERVAL_MS" (include "scangate.int" $v.server.certReloadIntervalMs)
@@ -268,4 +270,42 @@ namespaceSelector:
 objectSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/* The common part of a mutating entry (webhook.yaml): list(root, caBundle). */}}
+{{- define "scangate.mutatingEntry" -}}
+{{- $root := index . 0 -}}
+{{- $caBundle := index . 1 -}}
+admissionReviewVersions: ["v1", "v1beta1"]
+sideEffects: NoneOnDryRun
+failurePolicy: Ignore
+reinvocationPolicy: IfNeeded
+matchPolicy: {{ $root.Values.webhook.matchPolicy }}
+timeoutSeconds: {{ $root.Values.pinning.timeoutSeconds | int64 }}
+clientConfig:
+  service:
+    namespace: {{ $root.Release.Namespace }}
+    name: {{ include "scangate.fullname" $root }}
+    path: /mutate
+    port: {{ $root.Values.service.port | int64 }}
+  {{- if $caBundle }}
+  caBundle: {{ $caBundle | b64enc }}
+  {{- end }}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "scangate.exemptNamespaces" $root }}
+    {{- with $root.Values.webhook.namespaceSelectorExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- with $root.Values.webhook.objectSelector }}
+objectSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The pod entries' matchCondition: an UPDATE that changes an image (manifests/validating-webhook.yaml). */}}
+{{- define "scangate.imagesChanged" -}}
+request.operation != 'UPDATE' || object.spec.containers.map(c, has(c.image) ? c.image : '') != oldObject.spec.containers.map(c, has(c.image) ? c.image : '') || (has(object.spec.initContainers) ? object.spec.initContainers.map(c, has(c.image) ? c.image : '') : []) != (has(oldObject.spec.initContainers) ? oldObject.spec.initContainers.map(c, has(c.image) ? c.image : '') : []) || (has(object.spec.ephemeralContainers) ? object.spec.ephemeralContainers.map(c, has(c.image) ? c.image : '') : []) != (has(oldObject.spec.ephemeralContainers) ? oldObject.spec.ephemeralContainers.map(c, has(c.image) ? c.image : '') : []) || (has(object.spec.volumes) ? object.spec.volumes.filter(v, has(v.image)).map(v, has(v.image.reference) ? v.image.reference : '') : []) != (has(oldObject.spec.volumes) ? oldObject.spec.volumes.filter(v, has(v.image)).map(v, has(v.image.reference) ? v.image.reference : '') : [])
 {{- end -}}

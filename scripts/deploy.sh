@@ -198,10 +198,3 @@ else
   render "$MANIFESTS/mutating-webhook.yaml" | apply
   log "done: MutatingWebhookConfiguration scangate (break-glass proofs of templates, timeoutSeconds=$PIN_WEBHOOK_TIMEOUT_SECONDS)"
 fi
-  CLIENT_CONFIG="$MUTATE_CLIENT_CONFIG"
-  RENDER_VARS=(PIN_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
-  render "$MANIFESTS/mutating-webhook.yaml" | apply
-  log "done: MutatingWebhookConfiguration scangate (digest pinning, timeoutSeconds=$PIN_WEBHOOK_TIMEOUT_SECONDS)"
-else
-  "$KUBECTL" delete mutatingwebhookconfiguration scangate --ignore-not-found >&2
-fi

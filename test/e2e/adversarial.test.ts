@@ -159,7 +159,14 @@ function imagesOfPod(pod: PodItem): string[] {
   ];
 }
 
-const isFailing = (image: string): boolean => image.includes(FAILING_REPO);
+/**
+ * Failing images that `alice` broke glass for (in A and E): by design, a pod with exactly these
+ * images and her reason may run (the proof covers what she already allowed), whoever creates it.
+ */
+const ALLOWED_IMAGES: ReadonlySet<string> = new Set([failing('alice-approved'), failing('alice-e')]);
+
+/** A failing image that no allowed person broke glass for (the exact text; another digest is another image). */
+const isFailing = (image: string): boolean => image.includes(FAILING_REPO) && !ALLOWED_IMAGES.has(image);
 
 const short = (text: string, max = 240): string => (text.length <= max ? text : `${text.slice(0, max)}…`);
 
@@ -283,7 +290,7 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
         refusedAgain = [...now].some(([name, count]) => count > (before.get(name) ?? 0));
       }
       const elapsed = performance.now() - started;
-      if (refusedAgain && elapsed >= minMs) return { outcome: 'refused by the pod entry', failing: [] };
+      if (refusedAgain && elapsed >= minMs) return { outcome: 'its controller was refused again', failing: [] };
       if (elapsed >= maxMs) return { outcome: 'no new pod and no new refusal', failing: [] };
       await sleep(1000);
     }
@@ -477,7 +484,7 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
       const breaches: string[] = [];
       // An allowed person's break-glass, for one image set: the proof (if this build writes one) that
       // the tenant will copy onto another image set. replicas 0: the template is all that is needed.
-      const aliceImage = failing('alice-approved');
+      const aliceImage = failing('alice-approved'); // in ALLOWED_IMAGES
       const aliceReason = 'INC-4711 checkout down';
       const aliceTemplate = podTemplate('alice-glass', 'Deployment', { containers: containers([aliceImage]) }, { [GLASS]: aliceReason });
       const alice = await api.call({
@@ -761,6 +768,70 @@ describe('e2e adversarial: a tenant with only `edit` in one namespace (issue 15)
       assert.deepEqual(breaches, [], `hostile combinations that got through:\n  ${breaches.join('\n  ')}`);
     },
     3 * MINUTE,
+  );
+
+  scenario(
+    'E. the proof design attacked: alice\'s proof on a pod whose image then changes, on another digest of her image, on her own Deployment with its image changed',
+    async () => {
+      const breaches: string[] = [];
+      const attack = 'proof reuse';
+      const image = failing('alice-e');
+      const glassReason = 'INC-5000 payments down';
+      const template = podTemplate('alice-e', 'Deployment', { containers: containers([image]) }, { [GLASS]: glassReason });
+      const created = await api.call({
+        method: 'POST',
+        path: KINDS.Deployment.base,
+        body: { ...workload('Deployment', 'alice-e', template), spec: { replicas: 0, selector: { matchLabels: { app: 'alice-e' } }, template } },
+        as: ALLOWED,
+      });
+      record(attack, `alice creates a Deployment breaking glass for ${image} (replicas 0)`, created);
+      assert.equal(created.status, 201, statusMessage(created));
+      const stored = await api.json<{ spec: { template: PodTemplate } }>(`${KINDS.Deployment.base}/alice-e`);
+      const proof = stored.spec.template.metadata.annotations[PROOF] ?? 'none';
+      const annotations = { [GLASS]: glassReason, [PROOF]: proof };
+      const podBody = (name: string, images: readonly string[]): Record<string, unknown> => ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: NS, annotations },
+        spec: { containers: containers(images) },
+      });
+      const podsPath = `/api/v1/namespaces/${NS}/pods`;
+
+      // 1. Her exact images and reason in a pod of the tenant (what she allowed: may be admitted), then
+      //    the pod's image changed, then an ephemeral container added: each a new failing image.
+      const copy = await api.call({ method: 'POST', path: podsPath, body: podBody('e-copy', [image]), as: TENANT });
+      record(attack, "a pod with alice's images, reason and proof", copy);
+      if (copy.status < 300) {
+        record(attack, `then its image changed to ${failing('e-upd')}`, await api.call({ method: 'PATCH', path: `${podsPath}/e-copy`, body: [{ op: 'replace', path: '/spec/containers/0/image', value: failing('e-upd') }], patchType: 'json', as: TENANT }));
+        const current = await api.json<PodItem & { spec: { ephemeralContainers?: unknown[] } }>(`${podsPath}/e-copy`);
+        const withDebug = { ...current, spec: { ...current.spec, ephemeralContainers: [...(current.spec.ephemeralContainers ?? []), { name: 'dbg', image: failing('e-eph'), targetContainerName: 'c0' }] } };
+        record(attack, `then an ephemeral container of ${failing('e-eph')}`, await api.call({ method: 'PUT', path: `${podsPath}/e-copy/ephemeralcontainers`, body: withDebug, as: TENANT }));
+      }
+
+      // 2. Her tag, but another digest: another image.
+      const otherDigest = `${image}@sha256:${'ab'.repeat(32)}`;
+      record(attack, "a pod with alice's proof and reason on her tag at another digest", await api.call({ method: 'POST', path: podsPath, body: podBody('e-digest', [otherDigest]), as: TENANT }));
+
+      // 3. Her own Deployment (the tenant may edit it): its image changed, scaled up.
+      const before = await refusals('alice-e');
+      const changed = await api.call({
+        method: 'PATCH',
+        path: `${KINDS.Deployment.base}/alice-e`,
+        body: { spec: { replicas: 1, template: { spec: { containers: [{ name: 'c0', image: failing('e-o1') }] } } } },
+        patchType: 'strategic',
+        as: TENANT,
+      });
+      record(attack, `alice's Deployment: image changed to ${failing('e-o1')}, scaled to 1`, changed);
+      if (changed.status < 300) {
+        const s = await settle('alice-e', before, 12_000, 45_000);
+        log(`[${attack}] alice's changed Deployment: ${s.outcome}`);
+      }
+      // The same Deployment scaled without a change: her own image may run (not a breach).
+      const found = [...(await failingPods('e-')), ...(await failingPods('alice-e'))];
+      for (const p of found) breaches.push(p);
+      assert.deepEqual(breaches, [], `alice's proof let other images in:\n  ${breaches.join('\n  ')}`);
+    },
+    5 * MINUTE,
   );
 
   scenario('Z. at the end, no pod of a failing image exists in the enforce namespace', async () => {

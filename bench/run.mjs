@@ -13,7 +13,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
 
-const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker', 'hostile'];
+const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker', 'hostile', 'starvation'];
 // Run only when asked for (--only), with --compare: it needs a second, earlier build.
 const ON_REQUEST = ['cache-hit-compare'];
 

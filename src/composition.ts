@@ -143,6 +143,8 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
         }
       : {}),
     deadline: config.deadline,
+    // Twice the namespace's scans: its requests may wait for each of them, and join others'.
+    maxWaitingPerNamespace: 2 * config.scanner.maxScansPerNamespace,
     observer: observeAll([createDecisionLog({ logger: opts.logger, metrics }), ...(opts.observers ?? [])]),
     ...clock,
   });

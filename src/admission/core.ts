@@ -27,6 +27,12 @@ export interface AdmissionCoreOptions {
   /** Digest pinning (PIN_DIGESTS); absent: `/mutate` pins nothing. */
   readonly pinner?: Pinner;
   readonly deadline: DeadlineSettings;
+  /**
+   * Requests of one namespace that may wait for scans at once (each holds a connection of the API
+   * server's while it waits); past it a request is answered at once from what is known. Unbounded when
+   * absent. docs/THREAT-MODEL.md, I2.
+   */
+  readonly maxWaitingPerNamespace?: number;
   readonly observer: DecisionObserver;
   /** Monotonic clock, ms. */
   readonly now?: () => number;
@@ -95,6 +101,27 @@ export function createAdmissionCore(opts: AdmissionCoreOptions): AdmissionCore {
     return deadline;
   };
 
+  // Requests waiting for scans, per namespace (an entry exists only while one waits).
+  const waiting = new Map<string, number>();
+  /**
+   * Runs `judge` with the request's waiting budget, or with none when its namespace already has
+   * maxWaitingPerNamespace requests waiting: one tenant's requests for slow images cannot hold every
+   * connection the API server has to scangate.
+   */
+  const waitShare = async <T>(namespace: string | undefined, budgetMs: number, judge: (budgetMs: number) => Promise<T>): Promise<T> => {
+    const key = namespace ?? '';
+    const held = waiting.get(key) ?? 0;
+    const limit = opts.maxWaitingPerNamespace ?? Number.POSITIVE_INFINITY;
+    waiting.set(key, held + 1);
+    try {
+      return await judge(held >= limit ? 0 : budgetMs);
+    } finally {
+      const left = (waiting.get(key) ?? 1) - 1;
+      if (left > 0) waiting.set(key, left);
+      else waiting.delete(key);
+    }
+  };
+
   /**
    * Break-glass for this request: judged when the object carries the annotation and the request has
    * images to judge, or adds or changes the annotation (feedback for whoever writes it). A proof is
@@ -135,15 +162,9 @@ export function createAdmissionCore(opts: AdmissionCoreOptions): AdmissionCore {
       const choice = selectMode(opts.modes, arrival.pathMode, subject);
       const startedAt = now();
       const deadline = deadlineOf(arrival.timeout);
-      const evaluation = await opts.evaluator.evaluate({
-        images: review.images,
-        budgetMs: deadline.budgetMs,
-        mode: choice.mode,
-        subject,
-        namespace: request.namespace,
-        breakGlass,
-        dryRun: request.dryRun,
-      });
+      const evaluation = await waitShare(request.namespace, deadline.budgetMs, (budgetMs) =>
+        opts.evaluator.evaluate({ images: review.images, budgetMs, mode: choice.mode, subject, namespace: request.namespace, breakGlass, dryRun: request.dryRun }),
+      );
       const result = resultOf(evaluation, choice.mode);
       const used = evaluation.decision.breakGlass;
       const glass = used !== undefined && breakGlass !== undefined && breakGlass.kind !== 'none' ? { outcome: used, user: breakGlass.user, reason: breakGlass.reason } : undefined;
@@ -199,7 +220,9 @@ export function createAdmissionCore(opts: AdmissionCoreOptions): AdmissionCore {
       const targets = opts.pinner !== undefined ? pinTargets(review) : [];
       const result =
         opts.pinner !== undefined && targets.length > 0
-          ? await opts.pinner.pin({ targets, budgetMs: deadline.budgetMs, dryRun: request.dryRun, ...(request.namespace !== undefined ? { namespace: request.namespace } : {}) })
+          ? await waitShare(request.namespace, deadline.budgetMs, (budgetMs) =>
+              (opts.pinner as Pinner).pin({ targets, budgetMs, dryRun: request.dryRun, ...(request.namespace !== undefined ? { namespace: request.namespace } : {}) }),
+            )
           : { exempt: false, pins: [], unpinned: [] };
       const patch: JsonPatchOperation[] = pinPatch(result.pins);
       const proof = proofPatch(request, review, result.pins);
@@ -220,7 +243,9 @@ export function createAdmissionCore(opts: AdmissionCoreOptions): AdmissionCore {
       const startedAt = now();
       const deadline = deadlineOf(arrival.timeout);
       const mode = opts.modes.defaultMode;
-      const evaluation = await opts.evaluator.evaluate({ images: review.images, budgetMs: deadline.budgetMs, mode, subject: 'pod', namespace: review.namespace });
+      const evaluation = await waitShare(review.namespace, deadline.budgetMs, (budgetMs) =>
+        opts.evaluator.evaluate({ images: review.images, budgetMs, mode, subject: 'pod', namespace: review.namespace }),
+      );
       opts.observer.decided({
         endpoint: 'image_policy',
         result: resultOf(evaluation, mode),

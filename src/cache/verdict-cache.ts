@@ -15,9 +15,12 @@ export interface VerdictCache {
   get(key: string): ScanVerdict | undefined;
   /**
    * Stores a verdict with the TTL of its status; a TTL of 0 means "do not cache" verdicts of that
-   * status. Errors and timeouts are never verdicts.
+   * status. Errors and timeouts are never verdicts. `maxTtlMs` shortens the TTL (a copy of another
+   * entry lives no longer than it).
    */
-  set(key: string, verdict: ScanVerdict): void;
+  set(key: string, verdict: ScanVerdict, maxTtlMs?: number): void;
+  /** How long the entry under `key` still lives, ms (0 when absent). */
+  remainingTtl(key: string): number;
   readonly size: number;
   /** Bytes held, as verdictEntryBytes counts them. */
   readonly bytes: number;
@@ -62,12 +65,13 @@ export function createVerdictCache(opts: VerdictCacheOptions): VerdictCache {
   });
   return {
     get: (key) => cache.get(key),
-    set: (key, verdict) => {
-      const ttl = verdict.status === 'pass' ? opts.passTtlMs : opts.failTtlMs;
+    set: (key, verdict, maxTtlMs) => {
+      const ttl = Math.min(verdict.status === 'pass' ? opts.passTtlMs : opts.failTtlMs, maxTtlMs ?? Number.POSITIVE_INFINITY);
       // lru-cache reads a TTL of 0 as "never expires": for us it means "never stored".
-      if (ttl === 0) return;
+      if (!(ttl > 0)) return;
       cache.set(key, verdict, { ttl });
     },
+    remainingTtl: (key) => (cache.has(key) ? cache.getRemainingTTL(key) : 0),
     get size() {
       return cache.size;
     },

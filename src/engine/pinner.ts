@@ -95,7 +95,7 @@ export function createPinner(opts: PinnerOptions): Pinner {
           return undefined;
         }
         // The validating webhook will look the pinned reference up: give it this verdict.
-        opts.coordinator.remember(check.reference, verdict);
+        opts.coordinator.remember(check.reference, verdict, reference);
         return { path: t.path, image: t.image, pinned, digest };
       });
       const pins = (await Promise.all(lookups)).filter((p): p is Pin => p !== undefined);

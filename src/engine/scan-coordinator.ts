@@ -88,7 +88,7 @@ export interface ScanCoordinator {
    * Stores a verdict under another reference to the same image: the digest-pinned form the mutating
    * webhook wrote (`name:tag@digest`), so the validating webhook that follows finds it (no second scan).
    */
-  remember(reference: ImageReference, verdict: ScanVerdict): void;
+  remember(reference: ImageReference, verdict: ScanVerdict, from?: ImageReference): void;
   /** Scans still running (for tests, metrics and shutdown). */
   readonly inFlight: number;
   /** Resolves when every background scan has settled. */
@@ -191,8 +191,10 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
   const keyOf = (reference: ImageReference): string => verdictKey(scanReference(reference).canonical, opts.policyId);
 
   return {
-    remember(reference, verdict) {
-      opts.cache.set(keyOf(reference), slimVerdict(verdict));
+    remember(reference, verdict, from) {
+      // A copy of the verdict `from` was looked up with lives no longer than it: a pinned reference is
+      // never admitted on a verdict older than the pass TTL.
+      opts.cache.set(keyOf(reference), slimVerdict(verdict), from === undefined ? undefined : opts.cache.remainingTtl(keyOf(from)));
     },
     async lookup(written, waitMs, budget) {
       const reference = scanReference(written);

@@ -67,19 +67,6 @@ function signedText(namespace: string, expiresAtS: number, user: string, reason:
   return JSON.stringify([VERSION, namespace, expiresAtS, user, reason, images]);
 }
 
-/**
- * Whether a pod's image is one the proof names: the same text, or the same text pinned to a digest
- * (`name:tag@sha256:…`, what the pinning entry may write into a pod made from a template it could not
- * pin in time): the tag the person allowed, resolved.
- */
-function covered(image: string, allowed: ReadonlySet<string>): boolean {
-  if (allowed.has(image)) return true;
-  const at = image.lastIndexOf('@');
-  if (at <= 0) return false;
-  const base = image.slice(0, at);
-  return !base.includes('@') && allowed.has(base) && /^@sha256:[0-9a-f]{64}$/.test(image.slice(at));
-}
-
 export function createProofKeeper(opts: ProofKeeperOptions): ProofKeeper {
   const now = opts.now ?? Date.now;
   const mac = (text: string): Buffer => createHmac('sha256', opts.key).update(text, 'utf8').digest();
@@ -111,8 +98,10 @@ export function createProofKeeper(opts: ProofKeeperOptions): ProofKeeper {
       const given = Buffer.from(parts[2] ?? '', 'base64url');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, why: 'forged' };
       if (expiresAtS * 1000 <= now()) return { ok: false, why: 'expired' };
+      // Exactly the texts the person allowed (pinned or not as the template was when the proof was
+      // written): `name:tag@<another digest>` would be another image of that repository.
       const allowed = new Set(images);
-      if (!subject.images.every((i) => covered(i, allowed))) return { ok: false, why: 'images' };
+      if (!subject.images.every((i) => allowed.has(i))) return { ok: false, why: 'images' };
       return { ok: true, proof: { user, expiresAtS, images } };
     },
   };

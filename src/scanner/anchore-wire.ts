@@ -71,11 +71,13 @@ export function parseImageList(body: unknown): ImageRecord[] {
 
 /**
  * Picks the record of the image we asked for. Never "the first one": a record matches by the
- * digest we pinned, or by one of its tags.
+ * digest we pinned (the manifest it analysed, or the manifest list above it: what digest pinning
+ * writes for a multi-arch tag, and which Anchore keeps as the record's parent digest), or by one of
+ * its tags.
  */
 export function pickRecord(records: readonly ImageRecord[], tag: string, digest: string | undefined): ImageRecord {
   const match = records.find((r) =>
-    digest !== undefined ? r.imageDigest === digest : r.fulltags.some((t) => sameImageTag(t, tag)),
+    digest !== undefined ? r.imageDigest === digest || r.parentDigest === digest : r.fulltags.some((t) => sameImageTag(t, tag)),
   );
   if (match === undefined) throw new ScannerProtocolError(`scanner returned no image record for ${digest ?? tag}`);
   if (!IMAGE_DIGEST.test(match.imageDigest)) throw new ScannerProtocolError('scanner image record has no sha256 image digest');

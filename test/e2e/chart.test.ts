@@ -287,8 +287,8 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     }
     // The chart's own environment (container env, credentials files) covers the rest; a setting named
     // nowhere is reachable through the chart's `env` map, and said here.
-    // BREAK_GLASS_CONTROLLERS is written only when breakGlass.controllers is set (else scangate's own).
-    const handled = new Set([...Object.keys(data), 'HOST', 'PORT', 'INSECURE_HTTP', 'ANCHORE_CLI_USER', 'ANCHORE_CLI_PASS', 'BREAK_GLASS_CONTROLLERS']);
+    // BREAK_GLASS_KEY_FILE is the container's (the Secret the chart mounts), like the TLS files.
+    const handled = new Set([...Object.keys(data), 'HOST', 'PORT', 'INSECURE_HTTP', 'ANCHORE_CLI_USER', 'ANCHORE_CLI_PASS', 'BREAK_GLASS_KEY_FILE']);
     const unnamed = Object.keys(DEFAULTS).filter((k) => !handled.has(k));
     if (unnamed.length > 0) log(`settings without a chart value (set them through env): ${unnamed.join(', ')}`);
 

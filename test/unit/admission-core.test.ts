@@ -237,6 +237,30 @@ describe('I2: one tenant\'s requests do not take the others\' scans', () => {
     sg.coordinator.abortAll();
   });
 
+  test('a namespace\'s requests waiting for scans are bounded (2 x MAX_SCANS_PER_NAMESPACE): past it, answered at once', async () => {
+    const { sg, scanner } = setup({ MAX_SCANS_PER_NAMESPACE: '2', DEFAULT_TIMEOUT_MS: '30000', DEADLINE_MARGIN_MS: '0' });
+    scanner.slow.add('slow/app');
+    const settled: boolean[] = [];
+    const pending = Array.from({ length: 10 }, (_, i) => {
+      settled[i] = false;
+      return sg.core.validate(request(podFrom(template(['slow/app:1'])), MALLORY, { namespace: 'tenant' }), { pathMode: 'enforce' }).then((a) => {
+        settled[i] = true;
+        return a;
+      });
+    });
+    await new Promise((r) => setImmediate(r));
+    // Four waiting (the bound), six answered at once: "still in progress", denied in enforce.
+    assert.equal(settled.filter((x) => !x).length, 4);
+    const early = await Promise.all(pending.filter((_, i) => settled[i]));
+    for (const a of early) assert.match(a.message ?? '', /Image scan still in progress/);
+    // Another namespace's request still waits for its verdict (and gets it).
+    const victim = await sg.core.validate(request(podFrom(template([CLEAN])), ALICE, { namespace: 'victim' }), { pathMode: 'enforce' });
+    assert.equal(victim.allowed, true, victim.message);
+    assert.equal(scanner.scans.filter((s) => s.includes('slow/app')).length, 1, 'one scan shared by all');
+    sg.coordinator.abortAll();
+    await Promise.all(pending);
+  });
+
   test('a dry run starts no scan and records that it is one', async () => {
     const { sg, scanner, records } = setup();
     const answer = await sg.core.validate(request(podFrom(template([CLEAN])), ALICE, { dryRun: true }), { pathMode: 'enforce' });

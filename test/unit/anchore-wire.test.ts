@@ -91,3 +91,15 @@ test('check: a pass with a stop row, or with final_action stop, is a contradicti
   const allowed = { header, rows: [rows[2]], row_count: 1 };
   assert.equal(parseCheck(check({ img: { result: allowed } }, 'docker.io/a/b:1', 'pass'), digest, 'docker.io/a/b:1').status, 'pass');
 });
+
+test('image list: a pinned manifest list digest finds the platform record under it (parentDigest), never another', () => {
+  const LIST = `sha256:${'a'.repeat(64)}`;
+  const PLATFORM = `sha256:${'b'.repeat(64)}`;
+  const records = parseImageList([
+    { imageDigest: `sha256:${'c'.repeat(64)}`, analysis_status: 'analyzed', image_detail: [{ fulltag: 'docker.io/library/nginx:1' }] },
+    { imageDigest: PLATFORM, parentDigest: LIST, analysis_status: 'analyzed', image_detail: [{ fulltag: 'docker.io/library/nginx:1' }] },
+  ]);
+  assert.equal(pickRecord(records, 'docker.io/library/nginx:1', LIST).imageDigest, PLATFORM);
+  assert.equal(pickRecord(records, 'docker.io/library/nginx:1', PLATFORM).imageDigest, PLATFORM);
+  assert.throws(() => pickRecord(records, 'docker.io/library/nginx:1', `sha256:${'d'.repeat(64)}`), ScannerProtocolError);
+});

@@ -186,6 +186,24 @@ test('pinner: pins verdicts (manifest list first), leaves the rest as written, a
   assert.equal(calls.length, 3);
 });
 
+test('pinner: the pinned reference lives no longer than the verdict it copies (never up to twice the pass TTL)', async () => {
+  const { calls, coordinator, pinner, advance } = setup({ 'docker.io/library/nginx:1.25.3': { status: 'pass', digest: D1, pinDigest: LIST, warnings: 0 } });
+  const ref = (text: string) => {
+    const r = parseImageReference(text);
+    assert.ok(r.valid);
+    return r.reference;
+  };
+  await coordinator.lookup(ref('nginx:1.25.3'), 50);
+  advance(9_000); // the tag's verdict has 1 s of its 10 s pass TTL left
+  const result = await pinner.pin({ namespace: 'default', budgetMs: 50, targets: [{ path: '/spec/containers/0/image', image: 'nginx:1.25.3' }] });
+  assert.equal(result.pins.length, 1);
+  const pinned = ref(`nginx:1.25.3@${LIST}`);
+  assert.equal((await coordinator.lookup(pinned, 10)).source, 'hit');
+  advance(1_500);
+  assert.notEqual((await coordinator.lookup(pinned, 0)).source, 'hit', 'expired with the verdict it copied');
+  assert.equal(calls.length, 2);
+});
+
 test('pinner: exempt namespaces are left alone', async () => {
   const { calls, pinner } = setup({});
   const r = await pinner.pin({ namespace: 'kube-system', budgetMs: 50, targets: [{ path: '/spec/containers/0/image', image: 'a:1' }] });

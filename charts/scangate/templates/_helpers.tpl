@@ -108,7 +108,6 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "BREAK_GLASS_USERS" (join "," $v.breakGlass.users)
   "BREAK_GLASS_GROUPS" (join "," $v.breakGlass.groups)
   "BREAK_GLASS_PROOF_TTL_S" (include "scangate.int" $v.breakGlass.proofTtlSeconds)
-  "BREAK_GLASS_KEY_FILE" "/etc/scangate/break-glass/key"
   "MAX_SCANS_PER_NAMESPACE" (include "scangate.int" $v.scanner.maxScansPerNamespace)
   "PIN_DIGESTS" (toString $v.pinning.enabled)
   "MAX_BODY_BYTES" (include "scangate.int" $v.server.maxBodyBytes)
@@ -124,7 +123,7 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
 
 {{/* Environment set on the container itself (not through the ConfigMap). */}}
 {{- define "scangate.containerEnvNames" -}}
-{{- list "HOST" "PORT" "TLS_CERT_FILE" "TLS_KEY_FILE" "POD_NAMESPACE" "ANCHORE_CLI_USER_FILE" "ANCHORE_CLI_PASS_FILE" "NODE_OPTIONS" | toJson -}}
+{{- list "HOST" "PORT" "TLS_CERT_FILE" "TLS_KEY_FILE" "BREAK_GLASS_KEY_FILE" "POD_NAMESPACE" "ANCHORE_CLI_USER_FILE" "ANCHORE_CLI_PASS_FILE" "NODE_OPTIONS" | toJson -}}
 {{- end -}}
 
 {{/* "secret" or "configMap" when the scanner's CA comes from the cluster or values, else empty. */}}

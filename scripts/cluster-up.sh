@@ -3,6 +3,8 @@
 # the official modules by build-control-plane.sh. There is no kubelet and no scheduler, so pods stay
 # Pending; that is all an admission webhook needs. --endpoint-reconciler-type=none: the "kubernetes"
 # Service gets no Endpoints, because Endpoints may not hold the loopback address the apiserver binds to.
+# --feature-gates=ImageVolume=true: image volumes (volumes[].image, beta and off by default in 1.34)
+# are kept in pod specs, so that the suites can check that scangate judges them like containers.
 # --enable-aggregator-routing=true: a webhook behind a Service (the Helm chart's) is called at one of
 # the Service's endpoint addresses, never at its ClusterIP: with no kube-proxy a ClusterIP leads off
 # this machine, and with no endpoint (no kubelet, no Ready pod) the call fails right here, unsent.
@@ -135,6 +137,7 @@ POLICY
     --endpoint-reconciler-type=none \
     --enable-aggregator-routing=true \
     --allow-privileged=true --profiling=false --v=1 \
+    --feature-gates=ImageVolume=true \
     "${extra[@]}"
   wait_until 120 "kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT" \
     "$KUBECTL" --kubeconfig="$KUBECONFIG_FILE" get --raw /readyz ||
@@ -142,14 +145,25 @@ POLICY
 }
 
 start_controller_manager() {
+  # Every controller that creates pods from a template (so that break-glass and template vetting are
+  # tried against all of them), and clusterrole-aggregation-controller, which fills the built-in
+  # admin/edit/view ClusterRoles a tenant is given.
   local controllers="deployment-controller,replicaset-controller,serviceaccount-controller"
   controllers+=",serviceaccount-token-controller,namespace-controller,garbage-collector-controller"
   controllers+=",root-ca-certificate-publisher-controller,disruption-controller"
+  controllers+=",statefulset-controller,daemonset-controller,job-controller,cronjob-controller"
+  controllers+=",replicationcontroller-controller,clusterrole-aggregation-controller"
+  # --use-service-account-credentials=true: each controller acts as its own ServiceAccount in
+  # kube-system (system:serviceaccount:kube-system:replicaset-controller, ...), as in a kubeadm cluster;
+  # the tokens come from the TokenRequest API (signed with --service-account-signing-key-file above)
+  # and the controllers' RBAC (system:controller:*) is bootstrapped by the API server.
+  # --service-account-private-key-file signs the legacy token Secrets of serviceaccount-token-controller;
+  # --root-ca-file is the CA the root-ca publisher puts into every namespace's kube-root-ca.crt.
   start_daemon kube-controller-manager "$LOGS/kube-controller-manager.log" "$CLUSTER_DIR/kube-controller-manager.pid" \
     "$BIN_DIR/kube-controller-manager" \
     --kubeconfig="$KUBECONFIG_FILE" \
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$CLUSTER_DIR/kcm-certs" \
-    --leader-elect=false --use-service-account-credentials=false \
+    --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --controllers="$controllers" --v=1
   # The ServiceAccount admission plugin refuses pods until the namespace's default ServiceAccount exists.

@@ -298,8 +298,11 @@ function problems(path: string, lines: number): string {
   return found.length === 0 ? `(none; last line: ${text.split('\n').at(-1) ?? ''})` : found.slice(-lines).join('\n');
 }
 
-/** Control-plane binaries (built once), the control plane, certificates, simulator, scangate. */
-export async function setUp(cluster: Cluster): Promise<void> {
+/**
+ * Control-plane binaries (built once), the control plane, certificates, simulator, scangate (with
+ * `scangateEnv` as extra environment).
+ */
+export async function setUp(cluster: Cluster, scangateEnv: Record<string, string> = {}): Promise<void> {
   const buildLog = join(cluster.runDir, 'build.log');
   const started = performance.now();
   const heartbeat = setInterval(() => {
@@ -319,7 +322,7 @@ export async function setUp(cluster: Cluster): Promise<void> {
   log(`control plane up in ${((performance.now() - up) / 1000).toFixed(1)} s`);
   await cluster.script('gen-certs.sh');
   await cluster.startSimulator();
-  await cluster.startScangate();
+  await cluster.startScangate(scangateEnv);
 }
 
 /** Stops everything the cluster started; keeps its state directory (logs) when a scenario failed. */

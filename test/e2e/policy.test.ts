@@ -155,7 +155,7 @@ describe('e2e policy: pod updates, workload templates, per-namespace modes', { s
     const scale = await cluster.kubectl(['-n', 'default', 'scale', 'deployment/apply-nginx', '--replicas=2']);
     assert.equal(scale.code, 0, scale.stderr);
 
-    // Every other workload kind is judged the same way (no controllers run for them here).
+    // Every other workload kind is judged the same way (refused at apply: their controllers never see them).
     const cron = await cluster.kubectl(['-n', 'default', 'create', 'cronjob', 'nightly', `--image=${STRUTS}`, '--schedule=0 3 * * *']);
     assert.notEqual(cron.code, 0);
     assert.match(cron.stderr, new RegExp(`${POLICY_FAIL}: ${escapeRe(STRUTS)} \\(cronjob "nightly" container "nightly"\\)`));

@@ -2,11 +2,13 @@ import type Koa from 'koa';
 import type { Logger } from 'pino';
 import type { ServerOptions } from './http/server.js';
 import { createVerdictCache, type VerdictCache } from './cache/verdict-cache.js';
+import type { DecisionRecord } from './admission/decision-record.js';
 import type { Config } from './config.js';
 import { createEvaluator, type Evaluator } from './engine/evaluator.js';
 import { createPinner } from './engine/pinner.js';
 import { createScanCoordinator, type ScanCoordinator, type Scanner } from './engine/scan-coordinator.js';
 import { createApp, type AppState } from './http/app.js';
+import { createEventRecorder, type EventRecorder, type EventSink } from './observability/events.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createAnchoreClient } from './scanner/anchore-client.js';
 import { plainHttpAuthWarning } from './scanner/credentials.js';
@@ -24,6 +26,8 @@ export interface Scangate {
   readonly app: Koa;
   /** What the server reports about MAX_CONNECTIONS (ServerOptions), counted and logged. */
   readonly connectionEvents: Required<Pick<ServerOptions, 'onConnectionDropped' | 'onConnectionPreempted'>>;
+  /** Kubernetes Events for decisions, when an event sink was given; close() it at shutdown. */
+  readonly events?: EventRecorder;
 }
 
 export interface ComposeOptions {
@@ -33,6 +37,8 @@ export interface ComposeOptions {
   /** Replaces the Anchore client (tests of the engine alone). */
   readonly scanner?: Scanner;
   readonly defaultMetrics?: boolean;
+  /** Where Kubernetes Events go (main.ts: kube/event-sink.ts when credentials are found); absent: no events. */
+  readonly eventSink?: EventSink;
 }
 
 /**
@@ -89,6 +95,10 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     metrics,
     ...clock,
   });
+  const events =
+    opts.eventSink !== undefined
+      ? createEventRecorder({ sink: opts.eventSink, limits: config.events, metrics, logger: opts.logger.child({ component: 'events' }) })
+      : undefined;
   const state: AppState = { ready: false };
   const app = createApp({
     evaluator,
@@ -100,6 +110,7 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     state,
     modes: { defaultMode: config.decision.mode, namespaceModes: config.decision.namespaceModes, workloadMode: config.decision.workloadMode },
     breakGlass: config.breakGlass,
+    ...(events !== undefined ? { onDecision: (record: DecisionRecord) => { events.record(record); } } : {}),
     ...(config.pinning.enabled
       ? { pinner: createPinner({ rules: config.rules, exemptNamespaces: config.exemptNamespaces, coordinator, ...clock }) }
       : {}),
@@ -115,5 +126,5 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
       opts.logger.warn({ peer }, 'connection closed to make room for a client holding fewer (MAX_CONNECTIONS)');
     },
   };
-  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, app, connectionEvents };
+  return { config, cache, coordinator, evaluator, metrics, scannerTransport, state, app, connectionEvents, ...(events !== undefined ? { events } : {}) };
 }

@@ -62,6 +62,19 @@ export interface Config {
   readonly maxImagesPerReview: number;
   readonly cache: { readonly maxEntries: number; readonly maxBytes: number; readonly passTtlMs: number; readonly failTtlMs: number };
   readonly deadline: { readonly defaultTimeoutMs: number; readonly marginMs: number };
+  /**
+   * Kubernetes Events for decisions (observability/events.ts). `enabled` 'auto': on when Kubernetes
+   * credentials are found (KUBECONFIG, or the pod's service account), off otherwise.
+   */
+  readonly events: {
+    readonly enabled: 'auto' | boolean;
+    readonly namespaceQps: number;
+    readonly namespaceBurst: number;
+    readonly maxQueued: number;
+    readonly maxQueuedBytes: number;
+  };
+  /** POD_NAME (downward API): the reportingInstance of events; the host name when absent. */
+  readonly podName?: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -116,6 +129,11 @@ export const DEFAULTS = {
   DEFAULT_TIMEOUT_MS: '10000',
   DEADLINE_MARGIN_MS: '1000',
   LOG_LEVEL: 'info',
+  EVENTS_ENABLED: 'auto',
+  EVENTS_QPS: '1',
+  EVENTS_BURST: '25',
+  EVENTS_QUEUE_MAX: '1000',
+  EVENTS_QUEUE_MAX_BYTES: String(4 * 1024 * 1024),
 } as const;
 
 /** Command-line flags that override the environment (`serve --port 9443`). */
@@ -135,6 +153,15 @@ const int = (min: number, max: number): z.ZodPipe<z.ZodString, z.ZodTransform<nu
     const n = Number(v);
     if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
       ctx.addIssue({ code: 'custom', message: `expected a whole number from ${min} to ${max}, got "${v}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
+const decimal = (min: number, max: number): z.ZodPipe<z.ZodString, z.ZodTransform<number, string>> =>
+  z.string().transform((v, ctx) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a number from ${min} to ${max}, got "${v}"` });
       return z.NEVER;
     }
     return n;
@@ -193,6 +220,14 @@ const schema = z.object({
   DEFAULT_TIMEOUT_MS: int(1000, 30_000),
   DEADLINE_MARGIN_MS: int(0, 29_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level (info, debug, ...)' }),
+  EVENTS_ENABLED: z
+    .enum(['auto', 'true', 'false', '1', '0', 'yes', 'no'], { error: 'expected auto, true or false' })
+    .transform((v) => (v === 'auto' ? 'auto' : v === 'true' || v === '1' || v === 'yes')),
+  EVENTS_QPS: decimal(0.001, 10_000),
+  EVENTS_BURST: int(1, 100_000),
+  EVENTS_QUEUE_MAX: int(1, 1_000_000),
+  EVENTS_QUEUE_MAX_BYTES: int(64 * 1024, 1024 * 1024 * 1024),
+  POD_NAME: optional,
 });
 
 export const URL_CREDENTIALS_PROBLEM =
@@ -220,7 +255,7 @@ export function parseConfig(
   const problems: string[] = [];
   const raw: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(DEFAULTS)) raw[key] = env[key] ?? value;
-  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE']) raw[key] = env[key];
+  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE', 'POD_NAME']) raw[key] = env[key];
   if (flags.host !== undefined) raw['HOST'] = flags.host;
   if (flags.port !== undefined) raw['PORT'] = flags.port;
   if (flags.tlsCert !== undefined) raw['TLS_CERT_FILE'] = flags.tlsCert;
@@ -327,6 +362,14 @@ export function parseConfig(
     maxImagesPerReview: v.MAX_IMAGES_PER_REVIEW,
     cache: { maxEntries: v.CACHE_MAX_ENTRIES, maxBytes: v.CACHE_MAX_BYTES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
     deadline: { defaultTimeoutMs: v.DEFAULT_TIMEOUT_MS, marginMs: v.DEADLINE_MARGIN_MS },
+    events: {
+      enabled: v.EVENTS_ENABLED,
+      namespaceQps: v.EVENTS_QPS,
+      namespaceBurst: v.EVENTS_BURST,
+      maxQueued: v.EVENTS_QUEUE_MAX,
+      maxQueuedBytes: v.EVENTS_QUEUE_MAX_BYTES,
+    },
+    ...(v.POD_NAME !== undefined ? { podName: v.POD_NAME } : {}),
     logLevel: v.LOG_LEVEL,
   };
   return deepFreeze(config);

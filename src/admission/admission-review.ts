@@ -23,6 +23,8 @@ export interface AdmissionRequest {
   readonly oldObject: unknown;
   /** request.userInfo: who asked (the API server's authenticator set it; absent in hand-written reviews). */
   readonly userInfo?: Requester;
+  /** request.dryRun: the object will not be persisted; nothing may be recorded for it (no event). */
+  readonly dryRun: boolean;
 }
 
 /**
@@ -130,7 +132,15 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
     object: request['object'],
     oldObject: request['oldObject'],
     ...(userInfo !== undefined ? { userInfo } : {}),
+    dryRun: request['dryRun'] === true,
   };
+}
+
+/** metadata.uid of an object, when it has one (the API server sets it before validating admission). */
+export function objectUidOf(object: unknown): string | undefined {
+  const metadata = isObject(object) ? object['metadata'] : undefined;
+  const uid = isObject(metadata) ? metadata['uid'] : undefined;
+  return typeof uid === 'string' && uid !== '' ? uid : undefined;
 }
 
 /** Where each workload kind keeps its pod template, by `group/resource` (matchPolicy Equivalent). */

@@ -5,8 +5,10 @@ import {
   decodeAdmissionReview,
   encodeAdmissionResponse,
   imagesToJudge,
+  objectUidOf,
   type AdmissionRequest,
 } from '../admission/admission-review.js';
+import type { DecisionRecord } from '../admission/decision-record.js';
 import { createAuditAnnotator, type AuditAnnotations } from '../admission/audit-annotations.js';
 import { pinPatch, pinTargets } from '../admission/pin-targets.js';
 import type { Pinner } from '../engine/pinner.js';
@@ -42,7 +44,27 @@ export interface AppOptions {
   readonly breakGlass?: BreakGlassSettings;
   /** Digest pinning (PIN_DIGESTS); absent: `/mutate` answers every request unchanged. */
   readonly pinner?: Pinner;
+  /** Observer of each decision (Kubernetes Events: observability/events.ts); synchronous, never throws. */
+  readonly onDecision?: (record: DecisionRecord) => void;
   readonly now?: () => number;
+}
+
+/** What a judged request was about, for the DecisionRecord (the admission core builds it after the merge). */
+type DecisionSubject = Pick<DecisionRecord, 'dryRun' | 'operation' | 'regarding' | 'user'>;
+
+/** The DecisionRecord of a judged request: the metrics' result, refined into glass and unverified. */
+function decisionRecordOf(
+  endpoint: 'validate' | 'image_policy',
+  evaluation: Evaluation,
+  mode: Mode,
+  about: DecisionSubject,
+  breakGlass: DecisionRecord['breakGlass'],
+): DecisionRecord {
+  let result: DecisionRecord['result'] = resultOf(evaluation, mode);
+  if (result !== 'denied' && result !== 'exempt' && evaluation.decision.breakGlass === 'admitted') result = 'glass';
+  else if (result === 'allowed' && evaluation.images.some((i) => i.result === 'timeout' || i.result === 'deferred' || i.result === 'scanner-error')) result = 'unverified';
+  const { decision } = evaluation;
+  return { endpoint, result, mode, ...about, message: decision.message, warnings: decision.warnings, ...(breakGlass !== undefined ? { breakGlass } : {}), images: evaluation.images };
 }
 
 const NO_BREAK_GLASS: BreakGlassSettings = { users: [], groups: [], controllers: [] };
@@ -179,6 +201,7 @@ export function createApp(opts: AppOptions): Koa {
     how: { readonly mode: Mode; readonly subject: 'pod' | 'workload' },
     logFields: Readonly<Record<string, string | undefined>>,
     breakGlass?: BreakGlassGrant,
+    about?: DecisionSubject,
   ): Promise<{ evaluation: Evaluation; auditAnnotations: AuditAnnotations }> {
     const startedAt = now();
     const deadline = deadlineOf(timeout);
@@ -205,6 +228,9 @@ export function createApp(opts: AppOptions): Koa {
       images: evaluation.images,
       ...(glass !== undefined ? { breakGlass: glass } : {}),
     });
+    if (opts.onDecision !== undefined && about !== undefined && endpoint !== 'mutate' && endpoint !== 'cli') {
+      opts.onDecision(decisionRecordOf(endpoint, evaluation, how.mode, about, glass));
+    }
     if (glass !== undefined) {
       opts.metrics.breakGlass.inc({ outcome: glass.outcome });
       // One line per use, at warn so it stands out: who, why (escaped, bounded tenant text), what it did.
@@ -286,6 +312,7 @@ export function createApp(opts: AppOptions): Koa {
     if (choice.refused !== undefined) {
       opts.logger.warn({ path: ctx.path, uid: request.uid, namespace: request.namespace }, `mode ${choice.refused} is not in NAMESPACE_MODES: judged in ${choice.mode} mode`);
     }
+    const uid = objectUidOf(request.object);
     const { evaluation, auditAnnotations } = await judge(
       'validate',
       review.images,
@@ -294,6 +321,19 @@ export function createApp(opts: AppOptions): Koa {
       { mode: choice.mode, subject },
       logFields,
       breakGlass,
+      {
+        dryRun: request.dryRun,
+        operation: request.operation,
+        // Every kind scangate judges is served as v1 of its group.
+        regarding: {
+          apiVersion: request.group === '' ? 'v1' : `${request.group}/v1`,
+          kind: review.kind,
+          ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
+          name: review.name ?? request.name ?? '',
+          ...(uid !== undefined ? { uid } : {}),
+        },
+        ...(request.userInfo !== undefined && request.userInfo.username !== '' ? { user: request.userInfo.username } : {}),
+      },
     );
     sendJson(
       ctx,
@@ -372,7 +412,9 @@ export function createApp(opts: AppOptions): Koa {
     const body = await readBody(ctx);
     const review = decodeImageReview(body);
     const how = { mode: opts.modes.defaultMode, subject: 'pod' } as const;
-    const { evaluation } = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {});
+    // An ImageReview names no pod: the event is about "a pod" of the namespace.
+    const about = { dryRun: false, operation: 'CREATE', regarding: { apiVersion: 'v1', kind: 'Pod', ...(review.namespace !== undefined ? { namespace: review.namespace } : {}), name: '' } };
+    const { evaluation } = await judge('image_policy', review.images, review.namespace, timeoutParam(ctx.querystring), how, {}, undefined, about);
     sendJson(ctx, JSON.stringify(encodeImageReviewResponse({ allowed: evaluation.decision.allowed, reason: evaluation.decision.message })));
   });
 

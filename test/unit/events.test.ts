@@ -371,7 +371,7 @@ describe('recording', () => {
     const hostile = new Proxy(denial(), {
       get(target, key) {
         if (key === 'message') throw new Error('hostile getter');
-        return Reflect.get(target, key);
+        return Reflect.get(target, key) as unknown;
       },
     });
     assert.doesNotThrow(() => {

@@ -14,6 +14,7 @@ import { ConfigError } from './errors.js';
 import { createApp, type AppState } from './http/app.js';
 import { createDecisionLog } from './observability/decision-log.js';
 import { createProofKeeper, MIN_PROOF_KEY_BYTES, type ProofKeeper } from './policy/break-glass-proof.js';
+import { createEventRecorder, type EventRecorder, type EventSink } from './observability/events.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createAnchoreClient, type AnchoreClient } from './scanner/anchore-client.js';
 import type { Clock } from './scanner/clock.js';
@@ -38,6 +39,8 @@ export interface Scangate {
   readonly connectionEvents: Required<Pick<ServerOptions, 'onConnectionDropped' | 'onConnectionPreempted'>>;
   /** Aborts the background scans and closes the scanner client: nothing of scangate keeps the process alive. */
   close(): void;
+  /** Kubernetes Events for decisions, when an event sink was given; close() it at shutdown. */
+  readonly events?: EventRecorder;
 }
 
 export interface ComposeOptions {
@@ -51,8 +54,10 @@ export interface ComposeOptions {
   readonly defaultMetrics?: boolean;
   /** Wall clock (ms since the epoch) of break-glass proofs' expiry; tests inject one. */
   readonly wallClock?: () => number;
-  /** More observers of decisions (events: observability/events.ts). */
+  /** More observers of decisions (tests). */
   readonly observers?: readonly DecisionObserver[];
+  /** Where Kubernetes Events go (main.ts: kube/event-sink.ts when credentials are found); absent: no events. */
+  readonly eventSink?: EventSink;
 }
 
 /**
@@ -75,6 +80,17 @@ function proofKeeper(config: Config, opts: ComposeOptions): ProofKeeper {
     }
   }
   return createProofKeeper({ key, ttlMs: config.breakGlass.proofTtlMs, ...(opts.wallClock !== undefined ? { now: opts.wallClock } : {}) });
+}
+
+/** The event recorder as an observer of the admission core: validating decisions only. */
+function eventsObserver(events: EventRecorder): DecisionObserver {
+  return {
+    decided: (record) => {
+      events.record(record);
+    },
+    mutated: () => undefined,
+    unchanged: () => undefined,
+  };
 }
 
 /**
@@ -119,6 +135,10 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     metrics,
     ...clock,
   });
+  const events =
+    opts.eventSink !== undefined
+      ? createEventRecorder({ sink: opts.eventSink, limits: config.events, metrics, logger: opts.logger.child({ component: 'events' }) })
+      : undefined;
   const state: AppState = { ready: false };
   const core = createAdmissionCore({
     evaluator,
@@ -139,7 +159,11 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     deadline: config.deadline,
     // Twice the namespace's scans: its requests may wait for each of them, and join others'.
     maxWaitingPerNamespace: 2 * config.scanner.maxScansPerNamespace,
-    observer: observeAll([createDecisionLog({ logger: opts.logger, metrics }), ...(opts.observers ?? [])]),
+    observer: observeAll([
+      createDecisionLog({ logger: opts.logger, metrics }),
+      ...(events !== undefined ? [eventsObserver(events)] : []),
+      ...(opts.observers ?? []),
+    ]),
     ...clock,
   });
   const app = createApp({
@@ -164,5 +188,5 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     coordinator.abortAll();
     scanner.close();
   };
-  return { config, cache, coordinator, evaluator, metrics, scanner, scannerTransport, state, core, app, connectionEvents, close };
+  return { config, cache, coordinator, evaluator, metrics, scanner, scannerTransport, state, core, app, connectionEvents, close, ...(events !== undefined ? { events } : {}) };
 }

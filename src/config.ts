@@ -74,6 +74,19 @@ export interface Config {
   readonly maxImagesPerReview: number;
   readonly cache: { readonly maxEntries: number; readonly maxBytes: number; readonly passTtlMs: number; readonly failTtlMs: number };
   readonly deadline: { readonly defaultTimeoutMs: number; readonly marginMs: number };
+  /**
+   * Kubernetes Events for decisions (observability/events.ts). `enabled` 'auto': on when Kubernetes
+   * credentials are found (KUBECONFIG, or the pod's service account), off otherwise.
+   */
+  readonly events: {
+    readonly enabled: 'auto' | boolean;
+    readonly namespaceQps: number;
+    readonly namespaceBurst: number;
+    readonly maxQueued: number;
+    readonly maxQueuedBytes: number;
+  };
+  /** POD_NAME (downward API): the reportingInstance of events; the host name when absent. */
+  readonly podName?: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -116,7 +129,7 @@ export function parseConfig(
   const problems: string[] = [];
   const raw: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(DEFAULTS)) raw[key] = env[key] ?? value;
-  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE', 'ANCHORE_CLI_USER_FILE', 'ANCHORE_CLI_PASS_FILE', 'ANCHORE_CA_FILE']) {
+  for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE', 'ANCHORE_POLICY_ID', 'ANCHORE_ACCOUNT', 'POD_NAMESPACE', 'POD_NAME', 'ANCHORE_CLI_USER_FILE', 'ANCHORE_CLI_PASS_FILE', 'ANCHORE_CA_FILE']) {
     raw[key] = env[key];
   }
   if (flags.host !== undefined) raw['HOST'] = flags.host;
@@ -237,6 +250,14 @@ export function parseConfig(
     maxImagesPerReview: v.MAX_IMAGES_PER_REVIEW,
     cache: { maxEntries: v.CACHE_MAX_ENTRIES, maxBytes: v.CACHE_MAX_BYTES, passTtlMs: v.CACHE_PASS_TTL_MS, failTtlMs: v.CACHE_FAIL_TTL_MS },
     deadline: { defaultTimeoutMs: v.DEFAULT_TIMEOUT_MS, marginMs: v.DEADLINE_MARGIN_MS },
+    events: {
+      enabled: v.EVENTS_ENABLED,
+      namespaceQps: v.EVENTS_QPS,
+      namespaceBurst: v.EVENTS_BURST,
+      maxQueued: v.EVENTS_QUEUE_MAX,
+      maxQueuedBytes: v.EVENTS_QUEUE_MAX_BYTES,
+    },
+    ...(v.POD_NAME !== undefined ? { podName: v.POD_NAME } : {}),
     logLevel: v.LOG_LEVEL,
   };
   return deepFreeze(config);

@@ -135,6 +135,18 @@ export class ScannerCircuitOpenError extends ScannerError {
   }
 }
 
+/**
+ * A call to the Kubernetes API (events) failed: `status` is the HTTP status (undefined: no answer, a
+ * timeout or an abort). The message never holds the API server's answer, which may quote tenant text.
+ */
+export class KubeApiError extends ScangateError {
+  readonly status: number | undefined;
+  constructor(message: string, status: number | undefined, options?: { cause?: unknown }) {
+    super('SCANGATE_ERR_KUBE_API', message, options);
+    this.status = status;
+  }
+}
+
 /** Short, secret-free description of any error, safe for logs and denial messages. */
 export function describeError(error: unknown): { code: string; message: string } {
   if (error instanceof ScangateError) return { code: error.code, message: error.message };

@@ -3,15 +3,18 @@
  * scangate's composition root and CLI: the only module that reads process.env, opens sockets,
  * handles signals and picks implementations.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { checkExitCode, imagesFromArgs, renderCheck } from './cli/check.js';
 import { runRef } from './cli/ref.js';
 import { composeScangate } from './composition.js';
-import { parseConfig } from './config.js';
+import { parseConfig, type Config } from './config.js';
 import { ConfigError, describeError } from './errors.js';
 import { startServer } from './http/server.js';
+import { kubeCredentialSource } from './kube/credentials.js';
+import type { EventSink } from './observability/events.js';
 import { createLogger } from './observability/logger.js';
 
 const USAGE = `usage: scangate <command> [options]
@@ -28,6 +31,37 @@ REJECT_IF_TIMEOUT, ...): see README.md.`;
 
 function readText(path: string): string {
   return readFileSync(path, 'utf8');
+}
+
+/**
+ * Where Kubernetes Events go: the API server of KUBECONFIG, or of the pod's service account
+ * (kube/event-sink.ts); none when EVENTS_ENABLED=false, or when it is auto and neither is there.
+ * The Kubernetes client is loaded only here, so CLI commands do not pay for it.
+ */
+async function eventSinkFor(config: Config, logger: Logger): Promise<EventSink | undefined> {
+  if (config.events.enabled === false) {
+    logger.info('Kubernetes Events off (EVENTS_ENABLED=false)');
+    return undefined;
+  }
+  if (kubeCredentialSource(process.env, existsSync) === undefined) {
+    if (config.events.enabled === true) {
+      throw new ConfigError(['EVENTS_ENABLED=true, but no Kubernetes credentials were found: set KUBECONFIG, or run in a pod with a service account token']);
+    }
+    logger.info('Kubernetes Events off: no KUBECONFIG and no service account token (EVENTS_ENABLED=auto)');
+    return undefined;
+  }
+  const kube = await import('./kube/event-sink.js');
+  let credentials: ReturnType<typeof kube.loadKubeCredentials>;
+  try {
+    credentials = kube.loadKubeCredentials(process.env, existsSync);
+  } catch (error) {
+    // Not the parser's message: it may quote the file, and a kubeconfig holds credentials.
+    const code = error instanceof Error && 'code' in error ? String(error.code) : 'not a usable kubeconfig';
+    throw new ConfigError([`KUBECONFIG: cannot load it (${code}); unset it, or set EVENTS_ENABLED=false`]);
+  }
+  if (credentials === undefined) return undefined;
+  logger.info({ source: credentials.source, server: credentials.server }, 'Kubernetes Events on');
+  return kube.createKubeEventSink({ kubeConfig: credentials.kubeConfig, reportingInstance: config.podName ?? hostname() });
 }
 
 async function serve(argv: string[]): Promise<number> {
@@ -61,7 +95,8 @@ async function serve(argv: string[]): Promise<number> {
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: describeError(reason) }, 'unhandled rejection (bug): request answered, process kept alive');
   });
-  const scangate = composeScangate(config, { logger, defaultMetrics: true });
+  const eventSink = await eventSinkFor(config, logger);
+  const scangate = composeScangate(config, { logger, defaultMetrics: true, ...(eventSink !== undefined ? { eventSink } : {}) });
   const { certFile, keyFile } = { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile };
   const running = await startServer(scangate.app, {
     host: config.server.host,
@@ -96,11 +131,15 @@ async function serve(argv: string[]): Promise<number> {
       scangate.state.ready = false;
       logger.info({ signal }, 'shutting down: readiness off, answering in-flight requests');
       setTimeout(() => {
-        void running.close(config.server.shutdownTimeoutMs).then(() => {
-          scangate.close();
-          logger.info('stopped');
-          resolve(0);
-        });
+        void running
+          .close(config.server.shutdownTimeoutMs)
+          // Events of the last answers are written, within the recorder's own bound.
+          .then(() => scangate.events?.close())
+          .then(() => {
+            scangate.close();
+            logger.info('stopped');
+            resolve(0);
+          });
       }, config.server.shutdownDelayMs).unref();
     };
     process.once('SIGTERM', () => {

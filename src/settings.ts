@@ -24,7 +24,7 @@ export type ChartBinding =
   | { readonly via: 'container'; readonly value?: string; readonly chartDefault?: unknown }
   | { readonly via: 'none' };
 
-export type SettingGroup = 'server' | 'scanner' | 'scans' | 'decisions' | 'break-glass' | 'cache' | 'deadline' | 'logging';
+export type SettingGroup = 'server' | 'scanner' | 'scans' | 'decisions' | 'break-glass' | 'cache' | 'deadline' | 'events' | 'logging';
 
 export interface Setting<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
@@ -133,6 +133,13 @@ export const SETTINGS = {
     chart: { via: 'configmap', value: 'server.shutdownTimeoutMs' },
   },
   POD_NAMESPACE: { ...optional(), description: "scangate's own namespace (downward API); always exempt", group: 'server', chart: { via: 'container' } },
+  POD_NAME: {
+    ...optional(),
+    shown: 'host name',
+    description: '`reportingInstance` of the events (the chart sets it from the downward API)',
+    group: 'server',
+    chart: { via: 'container' },
+  },
   // ---- scanner ----
   ANCHORE_CLI_URL: {
     schema: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://anchore.example:8228/v1' }),
@@ -430,6 +437,55 @@ export const SETTINGS = {
     chart: { via: 'configmap', value: 'deadline.marginMs' },
   },
   // ---- logging ----
+  // ---- events ----
+  EVENTS_ENABLED: {
+    schema: z
+      .enum(['auto', 'true', 'false', '1', '0', 'yes', 'no'], { error: 'expected auto, true or false' })
+      .transform((v): 'auto' | boolean => (v === 'auto' ? 'auto' : v === 'true' || v === '1' || v === 'yes')),
+    kind: 'string',
+    default: 'auto',
+    description:
+      'Kubernetes Events for decisions ([Kubernetes Events](#kubernetes-events)): `auto` writes them when credentials are found (`KUBECONFIG`, else the pod\'s service account token; nothing else is guessed: no `~/.kube/config`), `true` also refuses to start without them (`EVENTS_ENABLED=true, but no Kubernetes credentials were found: ...`), `false` never. A `KUBECONFIG` that cannot be loaded is refused at start (`KUBECONFIG: cannot load it (...)`; the file is never quoted)',
+    group: 'events',
+    chart: { via: 'configmap', value: 'events.enabled', chartDefault: true },
+  },
+  EVENTS_QPS: {
+    schema: z.string().transform((v, ctx) => {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isFinite(n) || n < 0.001 || n > 10_000) {
+        ctx.addIssue({ code: 'custom', message: `expected a number from 0.001 to 10000, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    }),
+    kind: 'string',
+    default: '1',
+    description:
+      'API calls (new events and series updates) per second per namespace; past it and `EVENTS_BURST` a new event is dropped (`scangate_events_dropped_total{reason="rate_limited"}`), a repeat is only counted and written with the next call',
+    group: 'events',
+    chart: { via: 'configmap', value: 'events.qps', chartDefault: 1 },
+  },
+  EVENTS_BURST: {
+    ...int(1, 100_000),
+    default: '25',
+    description: 'how many API calls a quiet namespace may make at once',
+    group: 'events',
+    chart: { via: 'configmap', value: 'events.burst' },
+  },
+  EVENTS_QUEUE_MAX: {
+    ...int(1, 1_000_000),
+    default: '1000',
+    description: 'events waiting to be written; past it a new event is dropped (`{reason="queue_full"}`)',
+    group: 'events',
+    chart: { via: 'configmap', value: 'events.queueMax' },
+  },
+  EVENTS_QUEUE_MAX_BYTES: {
+    ...int(64 * 1024, 1024 * MiB),
+    default: String(4 * MiB),
+    description: 'bytes of the events waiting to be written; past it a new event is dropped (`{reason="queue_full"}`)',
+    group: 'events',
+    chart: { via: 'configmap', value: 'events.queueMaxBytes' },
+  },
   LOG_LEVEL: {
     ...oneOf(LOG_LEVELS, 'expected a pino level (info, debug, ...)'),
     default: 'info',

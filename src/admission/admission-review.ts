@@ -148,6 +148,13 @@ export function decodeAdmissionReview(body: unknown): AdmissionRequest {
   };
 }
 
+/** metadata.uid of an object, when it has one (the API server sets it before validating admission). */
+export function objectUidOf(object: unknown): string | undefined {
+  const metadata = isObject(object) ? object['metadata'] : undefined;
+  const uid = isObject(metadata) ? metadata['uid'] : undefined;
+  return typeof uid === 'string' && uid !== '' ? uid : undefined;
+}
+
 /** Where each workload kind keeps its pod template, by `group/resource` (matchPolicy Equivalent). */
 const WORKLOADS: ReadonlyMap<string, { readonly kind: WorkloadKind; readonly templatePath: readonly string[]; readonly optional?: boolean }> = new Map([
   ['apps/deployments', { kind: 'Deployment', templatePath: ['spec', 'template'] }],

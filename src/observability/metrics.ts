@@ -37,6 +37,10 @@ export interface Metrics {
   /** 0 closed, 1 open, 2 half-open (CIRCUIT_STATE_VALUE). */
   readonly scannerCircuitState: Gauge;
   readonly scannerCircuitTransitions: Counter<'to'>;
+  /** Kubernetes Events not written, by reason (observability/events.ts EventDropReason). */
+  readonly eventsDropped: Counter<'reason'>;
+  /** Kubernetes API calls that wrote an event: `operation` create (a new event) or series (a repeat's count). */
+  readonly eventsWritten: Counter<'operation'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number; cacheBytes?: () => number } = {}): Metrics {
@@ -141,6 +145,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
       name: 'scangate_scanner_circuit_transitions_total',
       help: 'Circuit breaker state changes, by the state entered (open | half_open | closed)',
       labelNames: ['to'],
+      registers: [registry],
+    }),
+    eventsDropped: new Counter({
+      name: 'scangate_events_dropped_total',
+      help: 'Kubernetes Events not written, by reason (queue_full, rate_limited, api_error, shutdown, error)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    eventsWritten: new Counter({
+      name: 'scangate_events_written_total',
+      help: 'Kubernetes Events written, by operation (create: a new event; series: a PATCH of a repeated event\'s count)',
+      labelNames: ['operation'],
       registers: [registry],
     }),
   };

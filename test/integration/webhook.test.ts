@@ -144,7 +144,9 @@ describe('deadline and REJECT_IF_TIMEOUT', () => {
   });
 
   test('50 concurrent requests for one new image make exactly one POST /images', async () => {
-    const w = await webhook();
+    // One namespace sends all 50: this test is about scan merging, not the per-namespace bound of
+    // waiting requests (2 x MAX_SCANS_PER_NAMESPACE, tested in admission-core.test.ts).
+    const w = await webhook({ MAX_SCANS_PER_NAMESPACE: '100' });
     // The analysis is held until all 50 have joined the scan, not for a delay a loaded machine may outrun.
     fixture.sim.setFaults({ neverAnalyzed: ['quay.io/acme/api'] });
     const pending = Promise.all(Array.from({ length: 50 }, () => validate(w, { containers: ['quay.io/acme/api:7.1'] }, { timeout: '10s' })));

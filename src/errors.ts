@@ -4,6 +4,14 @@
  * keeps the foreign error it wraps as `cause`. Foreign errors (axios, p-timeout, JSON) are mapped to
  * these at exactly one boundary each.
  */
+/** Codes that are compared, not only shown: one spelling each. */
+export const ERROR_CODES = {
+  /** The circuit breaker refused the call (ScannerCircuitOpenError). */
+  scannerCircuitOpen: 'SCANGATE_ERR_SCANNER_CIRCUIT_OPEN',
+  /** MAX_CONCURRENT_SCANS scans are running: a new image is a scanner error (scan-coordinator.ts). */
+  scannerBusy: 'SCANGATE_ERR_SCANNER_BUSY',
+} as const;
+
 export class ScangateError extends Error {
   readonly code: string;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -131,7 +139,7 @@ export class ScanAbortedError extends ScannerError {
  */
 export class ScannerCircuitOpenError extends ScannerError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('SCANGATE_ERR_SCANNER_CIRCUIT_OPEN', message, false, options);
+    super(ERROR_CODES.scannerCircuitOpen, message, false, options);
   }
 }
 

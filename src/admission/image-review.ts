@@ -4,16 +4,13 @@
  */
 import { BadRequestError } from '../errors.js';
 import type { ContainerImage } from '../policy/types.js';
+import { isObject } from '../util/is-object.js';
 
 export const IMAGE_REVIEW_VERSION = 'imagepolicy.k8s.io/v1alpha1';
 
 export interface ImageReviewRequest {
   readonly images: readonly ContainerImage[];
   readonly namespace?: string;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export function decodeImageReview(body: unknown): ImageReviewRequest {

@@ -46,7 +46,7 @@ export interface Pinner {
 }
 
 /** The digest a verdict pins to: the manifest list when the scanner reported one, else the analysed manifest. */
-export function pinDigestOf(verdict: ScanVerdict): string {
+export function verdictPinDigest(verdict: ScanVerdict): string {
   return verdict.pinDigest ?? verdict.digest;
 }
 
@@ -86,7 +86,7 @@ export function createPinner(opts: PinnerOptions): Pinner {
           unpinned.push({ image: t.image, reason: 'no_verdict' });
           return undefined;
         }
-        const digest = pinDigestOf(verdict);
+        const digest = verdictPinDigest(verdict);
         const pinned = pinnedImage(t.image, digest);
         const check = checkLocalRules(pinned, opts.rules);
         if (check.reference === undefined || check.finding !== undefined) {

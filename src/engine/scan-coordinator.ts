@@ -2,7 +2,7 @@ import pTimeout, { TimeoutError } from 'p-timeout';
 import type { Logger } from 'pino';
 import type { VerdictCache } from '../cache/verdict-cache.js';
 import { verdictKey } from '../cache/verdict-cache.js';
-import { ScanAbortedError, ScannerError, describeError } from '../errors.js';
+import { ERROR_CODES, ScanAbortedError, ScannerError, describeError } from '../errors.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
 import type { ScanOutcome, ScanVerdict } from '../policy/types.js';
 import { scanReference, type ImageReference } from '../reference/parse-reference.js';
@@ -227,7 +227,7 @@ export function createScanCoordinator(opts: ScanCoordinatorOptions): ScanCoordin
           opts.metrics.cacheLookups.inc({ result: 'miss' });
           return {
             source: 'miss',
-            outcome: { kind: 'error', code: 'SCANGATE_ERR_SCANNER_BUSY', message: `too many scans in progress (${opts.maxConcurrentScans})` },
+            outcome: { kind: 'error', code: ERROR_CODES.scannerBusy, message: `too many scans in progress (${opts.maxConcurrentScans})` },
           };
         }
         if (budget !== undefined) budget.newScansLeft -= 1;

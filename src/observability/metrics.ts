@@ -1,7 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Endpoint = 'validate' | 'image_policy' | 'cli' | 'mutate';
-export type DecisionResult = 'allowed' | 'denied' | 'warned' | 'exempt' | 'unchanged' | 'bad_request';
 export type CacheResult = 'hit' | 'miss' | 'shared';
 /** `version`: `GET /v2/version` (auto-detection; the breaker's probe on v2); `status`: v1 `GET /status` (the breaker's probe on v1). */
 export type ScannerOperation = 'add_image' | 'get_image' | 'check' | 'version' | 'status';

@@ -7,6 +7,7 @@ import type {
   ScanOutcome,
   StopReason,
 } from './types.js';
+import { ERROR_CODES } from '../errors.js';
 import { displayImage, escapeControls } from './safe-text.js';
 
 /** Message prefixes: part of scangate's interface (README, e2e tests, operators' alerts). */
@@ -26,8 +27,6 @@ export const MESSAGES = {
 /** The warning of a workload admitted before its images' verdicts were known. */
 export const WORKLOAD_WITHOUT_VERDICT = 'admitted without a verdict; its pods will be checked when they are created';
 
-/** ScanOutcome error code of a call refused by the open circuit breaker (errors.ts ScannerCircuitOpenError). */
-const CIRCUIT_OPEN_CODE = 'SCANGATE_ERR_SCANNER_CIRCUIT_OPEN';
 
 const DEFAULT_MAX_MESSAGE_LENGTH = 1000;
 const MAX_WARNING_LENGTH = 250;
@@ -97,7 +96,7 @@ function outcomeFinding(a: ImageAssessment, scan: ScanOutcome, opts: DecisionOpt
     case 'error':
       return {
         ...base,
-        kind: scan.code === CIRCUIT_OPEN_CODE ? 'scanner-unavailable' : 'scanner-error',
+        kind: scan.code === ERROR_CODES.scannerCircuitOpen ? 'scanner-unavailable' : 'scanner-error',
         detail: scan.message,
         denies: missingVerdictDenies(opts),
       };

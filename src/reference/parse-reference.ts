@@ -156,11 +156,6 @@ export function parseImageReference(input: string): ParseResult {
   return { valid: true, reference };
 }
 
-/** The tag the runtime will pull when none is written. */
-export function effectiveTag(reference: ImageReference): string | undefined {
-  return reference.tag ?? (reference.digest === undefined ? 'latest' : undefined);
-}
-
 /**
  * The reference a verdict is keyed and scanned by. A digest fixes what runs whatever the tag says, so
  * `name:tag@digest` is `name@digest`: a tenant cannot make another cache entry or another scan by

@@ -8,21 +8,18 @@
 import { ScannerProtocolError } from '../errors.js';
 import type { StopReason } from '../policy/types.js';
 import { PIN_DIGEST, sameImageTag, type ImageRecord, type PolicyEvaluation } from './anchore-wire.js';
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+import { isObject } from '../util/is-object.js';
 
 /** Reads one `AnchoreImage` (POST /v2/images, GET /v2/images/{image_digest}). */
 export function parseImageV2(body: unknown): ImageRecord {
-  if (!isRecord(body)) throw new ScannerProtocolError('scanner answered an image record that is not an object');
+  if (!isObject(body)) throw new ScannerProtocolError('scanner answered an image record that is not an object');
   const digest = body['image_digest'];
   const status = body['analysis_status'];
   if (typeof digest !== 'string' || typeof status !== 'string') {
     throw new ScannerProtocolError('scanner image record lacks image_digest/analysis_status');
   }
   const details = Array.isArray(body['image_detail']) ? body['image_detail'] : [];
-  const fulltags = details.flatMap((d) => (isRecord(d) && typeof d['full_tag'] === 'string' ? [d['full_tag']] : []));
+  const fulltags = details.flatMap((d) => (isObject(d) && typeof d['full_tag'] === 'string' ? [d['full_tag']] : []));
   // The manifest list of a multi-arch tag (v1: parentDigest); kept only when well-formed.
   const parent = body['parent_digest'];
   const parentDigest = typeof parent === 'string' && PIN_DIGEST.test(parent) ? parent : undefined;
@@ -31,7 +28,7 @@ export function parseImageV2(body: unknown): ImageRecord {
 
 /** Error bodies are `ApiErrorResponse` `{code, error_type, message, detail}` (all optional). */
 export function errorMessageV2(body: unknown): string {
-  if (isRecord(body) && typeof body['message'] === 'string') return body['message'];
+  if (isObject(body) && typeof body['message'] === 'string') return body['message'];
   return typeof body === 'string' ? body : '';
 }
 
@@ -45,22 +42,22 @@ interface ResultReading {
 }
 
 function readResult(raw: unknown, i: number): ResultReading {
-  if (!isRecord(raw)) throw new ScannerProtocolError(`scanner policy evaluation ${i} is not an object`);
+  if (!isObject(raw)) throw new ScannerProtocolError(`scanner policy evaluation ${i} is not an object`);
   const status = raw['status'];
   if (status !== 'pass' && status !== 'fail') {
     throw new ScannerProtocolError(`scanner check status is ${JSON.stringify(status)}, expected pass or fail`);
   }
   const problems = (Array.isArray(raw['evaluation_problems']) ? raw['evaluation_problems'] : []).flatMap((p) =>
-    isRecord(p) && p['severity'] === 'error'
+    isObject(p) && p['severity'] === 'error'
       ? [[p['problem_type'], p['details']].filter((x): x is string => typeof x === 'string' && x !== '').join(': ') || 'evaluation error']
       : [],
   );
   const stop: StopReason[] = [];
   let warn = 0;
   const details = raw['details'];
-  const findings = isRecord(details) && Array.isArray(details['findings']) ? details['findings'] : [];
+  const findings = isObject(details) && Array.isArray(details['findings']) ? details['findings'] : [];
   for (const f of findings) {
-    if (!isRecord(f)) continue;
+    if (!isObject(f)) continue;
     // Only a finding the server says is not allowlisted is a reason (a missing flag counts as not).
     if (f['allowlisted'] === true) continue;
     const action = typeof f['action'] === 'string' ? f['action'].toLowerCase() : '';
@@ -93,7 +90,7 @@ function readResult(raw: unknown, i: number): ResultReading {
  * it says pass, and the problem becomes the reason when it says fail without a stop finding.
  */
 export function parseCheckV2(body: unknown, digest: string, tag: string): PolicyEvaluation {
-  if (!isRecord(body)) throw new ScannerProtocolError('scanner check response is not an object');
+  if (!isObject(body)) throw new ScannerProtocolError('scanner check response is not an object');
   const answeredDigest = body['image_digest'];
   if (typeof answeredDigest === 'string' && answeredDigest.toLowerCase() !== digest.toLowerCase()) {
     throw new ScannerProtocolError(`scanner check response is for another image (${answeredDigest.slice(0, 80)})`);

@@ -5,6 +5,7 @@
 import { ScannerProtocolError } from '../errors.js';
 import type { StopReason } from '../policy/types.js';
 import { parseImageReference } from '../reference/parse-reference.js';
+import { isObject } from '../util/is-object.js';
 
 export type AnalysisStatus = 'not_analyzed' | 'analyzing' | 'analyzed' | 'analysis_failed' | (string & {});
 
@@ -42,10 +43,6 @@ export function pinDigestOf(record: ImageRecord): string | undefined {
   return record.parentDigest !== undefined && record.parentDigest !== record.imageDigest ? record.parentDigest : undefined;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Anchore writes `docker.io/nginx:1`, we write `docker.io/library/nginx:1`: compare normalised. */
 export function sameImageTag(a: string, b: string): boolean {
   if (a === b) return true;
@@ -58,11 +55,11 @@ export function sameImageTag(a: string, b: string): boolean {
 export function parseImageList(body: unknown): ImageRecord[] {
   if (!Array.isArray(body)) throw new ScannerProtocolError('scanner answered an image list that is not an array');
   return body.map((raw, i) => {
-    if (!isRecord(raw) || typeof raw['imageDigest'] !== 'string' || typeof raw['analysis_status'] !== 'string') {
+    if (!isObject(raw) || typeof raw['imageDigest'] !== 'string' || typeof raw['analysis_status'] !== 'string') {
       throw new ScannerProtocolError(`scanner image record ${i} lacks imageDigest/analysis_status`);
     }
     const details = Array.isArray(raw['image_detail']) ? raw['image_detail'] : [];
-    const fulltags = details.flatMap((d) => (isRecord(d) && typeof d['fulltag'] === 'string' ? [d['fulltag']] : []));
+    const fulltags = details.flatMap((d) => (isObject(d) && typeof d['fulltag'] === 'string' ? [d['fulltag']] : []));
     const parent = raw['parentDigest'];
     const parentDigest = typeof parent === 'string' && PIN_DIGEST.test(parent) ? parent : undefined;
     return { imageDigest: raw['imageDigest'], analysisStatus: raw['analysis_status'], fulltags, ...(parentDigest !== undefined ? { parentDigest } : {}) };
@@ -86,16 +83,16 @@ export function pickRecord(records: readonly ImageRecord[], tag: string, digest:
 
 /** Error bodies are `{"message", "httpcode", "detail"}`. */
 export function errorMessage(body: unknown): string {
-  if (isRecord(body) && typeof body['message'] === 'string') return body['message'];
+  if (isObject(body) && typeof body['message'] === 'string') return body['message'];
   return typeof body === 'string' ? body : '';
 }
 
 type Table = Record<string, unknown>;
 
 function tablesIn(map: unknown): Table[] {
-  if (!isRecord(map)) return [];
+  if (!isObject(map)) return [];
   return Object.values(map).flatMap((v) =>
-    isRecord(v) && isRecord(v['result']) && Array.isArray(v['result']['header']) ? [v['result']] : [],
+    isObject(v) && isObject(v['result']) && Array.isArray(v['result']['header']) ? [v['result']] : [],
   );
 }
 
@@ -112,7 +109,7 @@ function policyTables(result: Record<string, unknown>): Table[] {
 
 function stopReasonsOf(detail: unknown): { stop: StopReason[]; warn: number; finalActionReason?: string } {
   const out: { stop: StopReason[]; warn: number; finalActionReason?: string } = { stop: [], warn: 0 };
-  if (!isRecord(detail) || !isRecord(detail['result'])) return out;
+  if (!isObject(detail) || !isObject(detail['result'])) return out;
   const result = detail['result'];
   if (typeof result['final_action_reason'] === 'string') out.finalActionReason = result['final_action_reason'];
   for (const table of policyTables(result)) {
@@ -153,13 +150,13 @@ function stopReasonsOf(detail: unknown): { stop: StopReason[]; warn: number; fin
  */
 export function parseCheck(body: unknown, digest: string, tag: string): PolicyEvaluation {
   if (!Array.isArray(body)) throw new ScannerProtocolError('scanner check response is not an array');
-  const byDigest = body.find((e): e is Record<string, unknown> => isRecord(e) && isRecord(e[digest]));
+  const byDigest = body.find((e): e is Record<string, unknown> => isObject(e) && isObject(e[digest]));
   const byTag = byDigest?.[digest];
-  if (!isRecord(byTag)) throw new ScannerProtocolError(`scanner check response has no entry for ${digest}`);
+  if (!isObject(byTag)) throw new ScannerProtocolError(`scanner check response has no entry for ${digest}`);
   const keys = Object.keys(byTag);
   const key = keys.find((k) => sameImageTag(k, tag)) ?? (keys.length === 1 ? keys[0] : undefined);
   const evaluations = key === undefined ? undefined : byTag[key];
-  if (!Array.isArray(evaluations) || evaluations.length === 0 || !isRecord(evaluations[0])) {
+  if (!Array.isArray(evaluations) || evaluations.length === 0 || !isObject(evaluations[0])) {
     throw new ScannerProtocolError(`scanner check response has no evaluation for ${tag}`);
   }
   const evaluation = evaluations[0];
@@ -171,7 +168,7 @@ export function parseCheck(body: unknown, digest: string, tag: string): PolicyEv
   // A pass with a stop row, or with `final_action: stop`, contradicts itself: a scanner error, never a
   // pass (docs/THREAT-MODEL.md, I4).
   const detail = evaluation['detail'];
-  const result = isRecord(detail) && isRecord(detail['result']) ? detail['result'] : {};
+  const result = isObject(detail) && isObject(detail['result']) ? detail['result'] : {};
   const finalAction = typeof result['final_action'] === 'string' ? result['final_action'].toLowerCase() : undefined;
   if (status === 'pass' && (reasons.stop.length > 0 || finalAction === 'stop')) {
     throw new ScannerProtocolError(`scanner check says pass with ${reasons.stop.length > 0 ? `${reasons.stop.length} stop row(s)` : 'final_action stop'}: contradictory answer`);

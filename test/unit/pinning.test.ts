@@ -11,7 +11,7 @@ function pinTargets(request: AdmissionRequest): PinTarget[] {
   return r === undefined ? [] : targetsOf(r);
 }
 import { createVerdictCache } from '../../src/cache/verdict-cache.js';
-import { createPinner, pinDigestOf } from '../../src/engine/pinner.js';
+import { createPinner, verdictPinDigest } from '../../src/engine/pinner.js';
 import { createScanCoordinator, type Scanner } from '../../src/engine/scan-coordinator.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import type { ScanVerdict } from '../../src/policy/types.js';
@@ -109,8 +109,8 @@ test('multi-arch: the scanner record names the manifest list (parentDigest): pin
   assert.equal(wirePinDigest(multi), LIST);
   assert.equal(wirePinDigest(single), undefined);
   assert.equal(wirePinDigest(bogus), undefined);
-  assert.equal(pinDigestOf({ status: 'pass', digest: D1, pinDigest: LIST, warnings: 0 }), LIST);
-  assert.equal(pinDigestOf({ status: 'pass', digest: D1, warnings: 0 }), D1);
+  assert.equal(verdictPinDigest({ status: 'pass', digest: D1, pinDigest: LIST, warnings: 0 }), LIST);
+  assert.equal(verdictPinDigest({ status: 'pass', digest: D1, warnings: 0 }), D1);
 });
 
 function setup(verdicts: Record<string, ScanVerdict | 'never'>) {

@@ -178,10 +178,106 @@ function renderSegments(
   return segments;
 }
 
+/** The sentence prefix of each kind of finding, in the order a message gives them. */
+const KIND_PREFIXES: ReadonlyArray<readonly [Finding['kind'], string]> = [
+  ['invalid-reference', MESSAGES.invalidReference],
+  ['latest-tag', MESSAGES.latestTag],
+  ['registry-not-allowed', MESSAGES.registry],
+  ['policy-fail', MESSAGES.policyFail],
+  ['scan-timeout', MESSAGES.timeout],
+  ['scan-deferred', MESSAGES.deferred],
+  ['scanner-error', MESSAGES.scannerError],
+  ['scanner-unavailable', MESSAGES.scannerUnavailable],
+];
+
+/** How the short forms of a message write each kind's images. */
+interface NameStyle {
+  /** The first image of each kind keeps its containers and detail (a policy failure: its first reason). */
+  readonly firstDetail: boolean;
+  /** The other images are followed by their containers. */
+  readonly containers: boolean;
+}
+
+/** Each kind of finding with the text of each of its images in `style`, in the order a message gives them. */
+function namedKinds(
+  findings: readonly Finding[],
+  images: readonly ImageAssessment[],
+  style: NameStyle,
+): Array<{ readonly prefix: string; readonly items: string[] }> {
+  const reasons = reasonsByImage(images);
+  const detailed = (f: Finding): string => {
+    const rows = f.kind === 'policy-fail' ? reasons.get(f.image) : undefined;
+    const detail = rows !== undefined ? describeReasons(rows.reasons, rows.omitted, 1, 120) : f.detail ? escapeControls(f.detail) : '';
+    return `${displayImage(f.image)} (${describeContainers(f.containers)}${detail ? `: ${detail}` : ''})`;
+  };
+  return KIND_PREFIXES.flatMap(([kind, prefix]) => {
+    const items = findings
+      .filter((f) => f.kind === kind)
+      .map((f, i) => {
+        if (i === 0 && style.firstDetail) return detailed(f);
+        return style.containers ? `${displayImage(f.image)} (${describeContainers(f.containers)})` : displayImage(f.image);
+      });
+    return items.length === 0 ? [] : [{ prefix, items }];
+  });
+}
+
+/** One sentence per kind of finding naming every image in `style`. */
+function renderNames(findings: readonly Finding[], images: readonly ImageAssessment[], style: NameStyle): string {
+  return namedKinds(findings, images, style)
+    .map((k) => `${k.prefix}: ${k.items.join(', ')}`)
+    .join('. ');
+}
+
 /**
- * Renders the findings into one message that names every offending image. When the message would
- * exceed the cap (Kubernetes events are meant to be short), the scanner's reasons are shortened first,
- * then dropped, so that no image is ever left out before the hard cut.
+ * One sentence per kind of finding, naming as many images as `maxLength` allows and counting the
+ * rest (`IMG, IMG, +N more`; `N images` when not even one name fits). Names are taken one per kind in
+ * turn, in request order, so that no kind of problem is left unnamed while another lists dozens.
+ * Undefined when not even the counts fit.
+ */
+function renderNamesCounted(findings: readonly Finding[], images: readonly ImageAssessment[], maxLength: number, firstDetail: boolean): string | undefined {
+  const kinds = namedKinds(findings, images, { firstDetail, containers: false }).map((k) => ({ ...k, shown: 0, itemsLength: 0, full: false }));
+  type Kind = (typeof kinds)[number];
+  const sentence = (k: Kind): string => {
+    const rest = k.items.length - k.shown;
+    if (k.shown === 0) return `${k.prefix}: ${rest} image${rest === 1 ? '' : 's'}`;
+    return `${k.prefix}: ${k.items.slice(0, k.shown).join(', ')}${rest > 0 ? `, +${rest} more` : ''}`;
+  };
+  // Lengths kept as running sums: a review may hold MAX_IMAGES_PER_REVIEW images, a setting.
+  const sentenceLength = (k: Kind, shown: number, itemsLength: number): number => {
+    const rest = k.items.length - shown;
+    if (shown === 0) return `${k.prefix}: ${rest} image${rest === 1 ? '' : 's'}`.length;
+    return k.prefix.length + 2 + itemsLength + 2 * (shown - 1) + (rest > 0 ? `, +${rest} more`.length : 0);
+  };
+  let total = kinds.reduce((sum, k) => sum + sentenceLength(k, 0, 0), 0) + 2 * (kinds.length - 1);
+  if (total > maxLength) return undefined;
+  for (let named = true; named; ) {
+    named = false;
+    for (const k of kinds) {
+      if (k.full || k.shown === k.items.length) continue;
+      const itemsLength = k.itemsLength + (k.items[k.shown]?.length ?? 0);
+      const grown = total - sentenceLength(k, k.shown, k.itemsLength) + sentenceLength(k, k.shown + 1, itemsLength);
+      if (grown > maxLength) {
+        // In request order: a shorter name further on does not jump the queue.
+        k.full = true;
+        continue;
+      }
+      total = grown;
+      k.shown += 1;
+      k.itemsLength = itemsLength;
+      named = true;
+    }
+  }
+  return kinds.map(sentence).join('. ');
+}
+
+/**
+ * Renders the findings into one message of at most `maxLength` characters (a Kubernetes event's note
+ * holds 1 KB). What gives way, in order, until it fits: the scanner's reasons are shortened, then
+ * counted (every other detail kept); then each kind of finding becomes one sentence that keeps the
+ * detail of its first image only (a policy failure: its first reason) and names the others with their
+ * containers, then without that detail, then by name alone; then as many images as fit are named, one
+ * kind after another in turn, and the rest of each kind counted (`+N more`). Every offending image is
+ * named or counted; the hard cut is left for a bound too small for even the counts.
  */
 export function renderMessage(findings: readonly Finding[], images: readonly ImageAssessment[], maxLength: number): string {
   const attempts: ReadonlyArray<readonly [number, number]> = [
@@ -190,12 +286,22 @@ export function renderMessage(findings: readonly Finding[], images: readonly Ima
     [1, 120],
     [0, 0],
   ];
-  let message = '';
   for (const [maxReasons, maxOutput] of attempts) {
-    message = renderSegments(findings, images, maxReasons, maxOutput).join('. ');
+    const message = renderSegments(findings, images, maxReasons, maxOutput).join('. ');
     if (message.length <= maxLength) return message;
   }
-  return truncate(message, maxLength);
+  const styles: readonly NameStyle[] = [
+    { firstDetail: true, containers: true },
+    { firstDetail: false, containers: true },
+    { firstDetail: true, containers: false },
+    { firstDetail: false, containers: false },
+  ];
+  for (const style of styles) {
+    const message = renderNames(findings, images, style);
+    if (message.length <= maxLength) return message;
+  }
+  const counted = renderNamesCounted(findings, images, maxLength, true) ?? renderNamesCounted(findings, images, maxLength, false);
+  return counted ?? truncate(renderNames(findings, images, { firstDetail: false, containers: false }), maxLength);
 }
 
 /**

@@ -107,6 +107,101 @@ describe('the redactor: every spelling of the credentials', () => {
   });
 });
 
+/** Every character as an HTML numeric reference: decimal, or hex in either case. */
+const htmlNumeric = (s: string, hex: 'dec' | 'x' | 'X'): string =>
+  Array.from(s).map((ch) => (hex === 'dec' ? `&#${ch.codePointAt(0)};` : `&#${hex}${(ch.codePointAt(0) ?? 0).toString(16).toUpperCase()};`)).join('');
+/** Every UTF-8 byte percent-encoded (RFC 3986 strict: unreserved characters and `!*'()` too). */
+const percentEvery = (s: string, upper: boolean): string => [...Buffer.from(s)].map((b) => `%${b.toString(16).padStart(2, '0')[upper ? 'toUpperCase' : 'toLowerCase']()}`).join('');
+/** Written here, not taken from src/: windows-1252 for the bytes 0x80-0x9f (Node's TextDecoder reads them as latin1). */
+const CP1252_80_9F = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008dŽ\u008f\u0090‘’“”•–—˜™š›œ\u009džŸ';
+const readAs = (s: string, charset: 'latin1' | 'windows-1252'): string =>
+  [...Buffer.from(s)].map((b) => (charset === 'windows-1252' && b >= 0x80 && b < 0xa0 ? CP1252_80_9F[b - 0x80] : String.fromCharCode(b))).join('');
+
+describe('the redactor: HTML references, strict percent-encoding, another charset, base64 in groups (issue 15)', () => {
+  // `!*'()` are left alone by encodeURIComponent and encoded by strict (RFC 3986) encoders; `€` and `ő`
+  // have UTF-8 bytes in 0x80-0x9f, where latin1 and windows-1252 read them differently.
+  const user = 'ops.Scanner';
+  const password = "it's(a)*Pass!€ő&<x>=\"/ü";
+  const redact = createRedactor({ user, password });
+  const basic = Buffer.from(`${user}:${password}`).toString('base64');
+  const mimeWrap = (b64: string, width: number, eol: string): string => (b64.match(new RegExp(`.{1,${width}}`, 'g')) ?? []).join(eol);
+  const blob = Buffer.from(`{"account":"${user}","password":"${password}","padding":"${'p'.repeat(80)}"}`).toString('base64');
+  const spellings: Array<[string, string, string]> = [
+    ['HTML decimal references, every character', htmlNumeric(password, 'dec'), password],
+    ['HTML hex references, every character (&#x)', htmlNumeric(password, 'x'), password],
+    ['HTML hex references, every character (&#X)', htmlNumeric(password, 'X'), password],
+    ['HTML decimal references with leading zeros', Array.from(user).map((ch) => `&#00${ch.codePointAt(0)};`).join(''), user],
+    ['an HTML escaper (named &amp; &lt; &gt; &quot;, numeric &#39;)', password.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;'), password],
+    ['HTML 4 named references (&euro; &uuml; &lpar; &ast; &excl; &sol;)', password.replace(/&/g, '&amp;').replace(/€/g, '&euro;').replace(/ü/g, '&uuml;').replace(/\(/g, '&lpar;').replace(/\*/g, '&ast;').replace(/!/g, '&excl;').replace(/\//g, '&sol;'), password],
+    ['percent-encoding of every byte, upper-case hex', percentEvery(password, true), password],
+    ['percent-encoding of every byte, lower-case hex', percentEvery(password, false), password],
+    ['percent-encoding of every byte of the user', percentEvery(user, true), user],
+    ["RFC 3986 strict: encodeURIComponent plus !*'() encoded", encodeURIComponent(password).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`), password],
+    ["form-encoded with !*'() encoded", new URLSearchParams({ p: password }).toString().slice(2).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`), password],
+    ['UTF-8 bytes read as latin1', readAs(password, 'latin1'), password],
+    ['UTF-8 bytes read as windows-1252', readAs(password, 'windows-1252'), password],
+    ['JSON with every non-ASCII character escaped (\\uXXXX, as Python writes it)', JSON.stringify(password).slice(1, -1).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`), password],
+    ['JSON as Go writes it (<, >, & as \\u003c, \\u003e, \\u0026)', JSON.stringify(password).slice(1, -1).replace(/[<>&]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`), password],
+    ['Basic value with a space every 4 characters', mimeWrap(basic, 4, ' '), `${user}:${password}`],
+    ['Basic value broken by a newline in the middle', `${basic.slice(0, 17)}\n${basic.slice(17)}`, `${user}:${password}`],
+    ['base64url of user:password in groups of 8, tabs between', mimeWrap(Buffer.from(`${user}:${password}`).toString('base64url'), 8, '\t'), `${user}:${password}`],
+  ];
+  for (const [label, spelling, secret] of spellings) {
+    it(`${label}: removed, the text around it kept`, () => {
+      assert.notEqual(spelling, secret, 'the spelling differs from the raw secret');
+      const out = redact(`before ${spelling} after`);
+      assert.ok(out.startsWith('before ') && out.endsWith(' after'), out);
+      assert.equal(out, `before ${REDACTED} after`);
+    });
+  }
+
+  it('the Basic value of long credentials in MIME lines of 76 characters: removed', () => {
+    const longUser = `${user}.${'team-'.repeat(24)}`;
+    const longBasic = Buffer.from(`${longUser}:${password}`).toString('base64');
+    assert.ok(longBasic.length > 2 * 76);
+    assert.equal(createRedactor({ user: longUser, password })(`Authorization: Basic ${mimeWrap(longBasic, 76, '\r\n')}\r\n\r\n`), `Authorization: Basic ${REDACTED}\r\n\r\n`);
+  });
+
+  it('a JSON blob holding the password, base64 in MIME lines of 76 characters inside a longer text: nothing left decodes to a piece of it', () => {
+    // Every 4 bytes of the password, looked for in what is left, decoded from each of the four offsets.
+    const pieces = Array.from({ length: Buffer.from(password).length - 3 }, (_, i) => Buffer.from(password).subarray(i, i + 4));
+    for (const eol of ['\r\n', '\n', ' ']) {
+      const out = redact(`attachment:\n${mimeWrap(blob, 76, eol)}\n--end`);
+      assert.ok(out.includes(REDACTED), JSON.stringify(out));
+      for (const part of out.split(REDACTED)) {
+        const b64 = part.replace(/^attachment:|--end$|\s/g, '');
+        for (let offset = 0; offset < 4; offset += 1) {
+          const bytes = Buffer.from(b64.slice(offset), 'base64');
+          assert.ok(!pieces.some((piece) => bytes.includes(piece)), `${JSON.stringify(eol)}: ${JSON.stringify(part)} holds a piece of the password`);
+        }
+      }
+    }
+  });
+
+  it('characters a charset could not hold, written as ? or U+FFFD: removed', () => {
+    const lossy = Array.from(password).map((ch) => ((ch.codePointAt(0) ?? 0) > 0x7f ? '?' : ch)).join('');
+    assert.equal(redact(`x ${lossy} y`), `x ${REDACTED} y`);
+    const replaced = Array.from(password).map((ch) => ((ch.codePointAt(0) ?? 0) > 0x7f ? '\ufffd' : ch)).join('');
+    assert.equal(redact(`x ${replaced} y`), `x ${REDACTED} y`);
+  });
+
+  it('a spelling mixing encodings character by character (HTML, percent, raw): removed', () => {
+    const mixed = Array.from(password).map((ch, i) => [ch, percentEvery(ch, i % 2 === 0), htmlNumeric(ch, 'x')][i % 3]).join('');
+    assert.equal(redact(`<p>${mixed}</p>`), `<p>${REDACTED}</p>`);
+  });
+
+  it('ordinary HTML, percent-encoded and non-ASCII text without the credentials is left as it is', () => {
+    const text = 'unknown tag a&amp;b &#x41;&#66; %41%42%43 caf\u00c3\u00a9 Ã€ ? \ufffd c2VjcmV0 c2Vj cmV0 (HTTP 404)';
+    assert.equal(redact(text), text);
+  });
+
+  it('a secret of one character is redacted in its encodings, and nothing matches an empty text', () => {
+    const r = createRedactor({ user: 'é', password: '' });
+    assert.equal(r('a &eacute; b %C3%A9 c Ã© d'), `a ${REDACTED} b ${REDACTED} c ${REDACTED} d`);
+    assert.equal(r(''), '');
+  });
+});
+
 describe('ANCHORE_CLI_URL: credentials in it are refused, never echoed', () => {
   for (const url of [`http://${USER}:${encodeURIComponent(PASS)}@anchore:8228/v1`, `https://${USER}@anchore/v2`, 'http://:hunter2hunter2@anchore/']) {
     it(url.replace(/\/\/.*@/, '//…@'), () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { MESSAGES, decide } from '../../src/policy/decision.js';
 import { checkLocalRules, normaliseRegistry } from '../../src/policy/local-rules.js';
 import type { ContainerImage, DecisionOptions, LocalRules, ScanOutcome } from '../../src/policy/types.js';
@@ -95,6 +95,97 @@ test('long reasons are shortened so that every image still fits the cap', () => 
   const roomy = decide(assess(containers.slice(0, 1), outcomes), enforce);
   assert.match(roomy.message, /; \+2 more$/);
   assert.match(roomy.message, /…/);
+});
+
+describe('a denial names every failing image within the 1000 characters, or counts the ones past it (issue 15)', () => {
+  const many = (n: number, name: (i: number) => string): ContainerImage[] => Array.from({ length: n }, (_, i) => c(name(i), `c${i}`));
+  const failing = (containers: ContainerImage[]): Record<string, ScanOutcome> => Object.fromEntries(containers.map((ci) => [ci.image, fail('x'.repeat(300), 5)]));
+  /** The images a sentence names and the count after them (`A, B, +N more` or `N images`). */
+  const sentence = (message: string, prefix: string): { named: string[]; counted: number } => {
+    // The first image of a kind may keep its detail in parentheses: left out here.
+    const text = message
+      .replace(/ \([^()]*(?:\([^()]*\)[^()]*)*\)/g, '')
+      .split('. ')
+      .find((part) => part.startsWith(`${prefix}: `))
+      ?.slice(prefix.length + 2);
+    assert.ok(text !== undefined, `no "${prefix}" in ${message}`);
+    const none = /^(\d+) images?$/.exec(text);
+    if (none !== null) return { named: [], counted: Number(none[1]) };
+    const more = /, \+(\d+) more$/.exec(text);
+    return { named: (more === null ? text : text.slice(0, more.index)).split(', '), counted: more === null ? 0 : Number(more[1]) };
+  };
+
+  it('64 failing images with short names and long reasons: all 64 named', () => {
+    const containers = many(64, (i) => `team/app${i}:1`);
+    const d = decide(assess(containers, failing(containers)), { ...enforce, maxMessageLength: 1000 });
+    assert.equal(d.allowed, false);
+    assert.ok(d.message.length <= 1000, `message is ${d.message.length} long`);
+    assert.deepEqual(sentence(d.message, MESSAGES.policyFail), { named: containers.map((ci) => ci.image), counted: 0 });
+  });
+
+  it('64 failing images with registry-length names: as many named as fit, in order, the rest counted exactly', () => {
+    const containers = many(64, (i) => `registry.example.com/platform-team/service-${i}:1.2.${i}`);
+    const d = decide(assess(containers, failing(containers)), { ...enforce, maxMessageLength: 1000 });
+    assert.ok(d.message.length <= 1000, `message is ${d.message.length} long`);
+    const { named, counted } = sentence(d.message, MESSAGES.policyFail);
+    assert.deepEqual(named, containers.slice(0, named.length).map((ci) => ci.image));
+    assert.equal(named.length + counted, 64);
+    assert.ok(named.length >= 15, `only ${named.length} named`);
+    assert.ok(!d.message.endsWith('…'), 'no hard cut');
+  });
+
+  it('several kinds at once: each kind named in turn and counted, none left out', () => {
+    const latest = many(20, (i) => `registry.example.com/platform-team/tool-${i}`);
+    const policy = many(30, (i) => `registry.example.com/platform-team/service-${i}:2.0.${i}`);
+    const errors = many(14, (i) => `registry.example.com/platform-team/job-${i}:3.1`);
+    const outcomes: Record<string, ScanOutcome> = {
+      ...failing(policy),
+      ...Object.fromEntries(errors.map((ci) => [ci.image, { kind: 'error', code: 'SCANGATE_ERR_SCANNER_PROTOCOL', message: 'scanner answered check with malformed JSON' } as const])),
+    };
+    const d = decide(assess([...latest, ...policy, ...errors], outcomes), { ...enforce, maxMessageLength: 1000 });
+    assert.ok(d.message.length <= 1000, `message is ${d.message.length} long`);
+    for (const [prefix, list] of [
+      [MESSAGES.latestTag, latest],
+      [MESSAGES.policyFail, policy],
+      [MESSAGES.scannerError, errors],
+    ] as const) {
+      const { named, counted } = sentence(d.message, prefix);
+      assert.ok(named.length >= 3, `${prefix}: only ${named.length} named`);
+      assert.deepEqual(named, list.slice(0, named.length).map((ci) => ci.image));
+      assert.equal(named.length + counted, list.length, prefix);
+    }
+  });
+
+  it('when the reasons cannot fit, the first image keeps its first reason and the others are named with their containers', () => {
+    const containers = many(12, (i) => `registry.example.com/team/service-${i}:1`);
+    const d = decide(assess(containers, failing(containers)), { ...enforce, maxMessageLength: 1000 });
+    assert.ok(d.message.length <= 1000, `message is ${d.message.length} long`);
+    const [first, ...others] = containers;
+    assert.equal(
+      d.message,
+      `${MESSAGES.policyFail}: ${first!.image} (container "c0": vulnerabilities/package: ${'x'.repeat(119)}…; +4 more), ` +
+        others.map((ci) => `${ci.image} (container "${ci.container}")`).join(', '),
+    );
+  });
+
+  it('the first image of each kind keeps its detail in the counted form too, when it fits', () => {
+    const deferred = many(40, (i) => `registry.example.com/platform-team/service-${i}:1.2.${i}`);
+    const outcomes = Object.fromEntries(deferred.map((ci) => [ci.image, { kind: 'deferred', maxNewScans: 10, why: 'request' } as const]));
+    const d = decide(assess(deferred, outcomes), { ...enforce, maxMessageLength: 1000 });
+    assert.ok(d.message.length <= 1000, `message is ${d.message.length} long`);
+    assert.ok(
+      d.message.startsWith(`${MESSAGES.deferred}: ${deferred[0]!.image} (container "c0": this review already started 10 new scans (MAX_NEW_SCANS_PER_REQUEST); a retry starts the next ones), ${deferred[1]!.image}, `),
+      d.message,
+    );
+    const { named, counted } = sentence(d.message, MESSAGES.deferred);
+    assert.equal(named.length + counted, 40);
+  });
+
+  it('a bound too small for even the counts: cut, never longer', () => {
+    const containers = many(64, (i) => `registry.example.com/platform-team/service-${i}:1.2.${i}`);
+    const d = decide(assess(containers, failing(containers)), { ...enforce, maxMessageLength: 20 });
+    assert.ok(d.message.length <= 20, d.message);
+  });
 });
 
 test('timeout: REJECT_IF_TIMEOUT=true denies saying the scan continues; false admits with a warning', () => {

@@ -249,7 +249,8 @@ describe('chart: charts/scangate against kube-apiserver', { skip: reason ?? fals
     assert.equal(asJson.code, 0, asJson.stderr);
     const data = (JSON.parse(asJson.stdout) as { data: Record<string, string> }).data;
     // On purpose: a cluster needs a shutdown delay, scangate's own namespace is exempt, the URL is required.
-    const deliberate: Record<string, string> = { SHUTDOWN_DELAY_MS: '5000', EXEMPT_NAMESPACES: `kube-system,${NAMESPACE}`, ANCHORE_CLI_URL: 'http://x.example:8228/v1' };
+    // And events on: the chart makes their RBAC (EVENTS_ENABLED auto would find the token as well).
+    const deliberate: Record<string, string> = { SHUTDOWN_DELAY_MS: '5000', EXEMPT_NAMESPACES: `kube-system,${NAMESPACE}`, ANCHORE_CLI_URL: 'http://x.example:8228/v1', EVENTS_ENABLED: 'true' };
     const defaults = DEFAULTS as Record<string, string>;
     for (const [key, value] of Object.entries(data)) {
       if (key in deliberate) assert.equal(value, deliberate[key], key);

@@ -73,6 +73,20 @@ export interface Config {
     readonly maxQueued: number;
     readonly maxQueuedBytes: number;
   };
+  /**
+   * Re-verification of running workloads (engine/recheck.ts, README "Re-verification"); off unless
+   * RECHECK_ENABLED. The Lease lives in POD_NAMESPACE.
+   */
+  readonly recheck: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly ratePerSecond: number;
+    readonly maxInFlight: number;
+    readonly metricNamespaces: number;
+    readonly leaseName: string;
+    readonly leaseNamespace: string;
+    readonly leaseDurationMs: number;
+  };
   /** POD_NAME (downward API): the reportingInstance of events; the host name when absent. */
   readonly podName?: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -134,6 +148,13 @@ export const DEFAULTS = {
   EVENTS_BURST: '25',
   EVENTS_QUEUE_MAX: '1000',
   EVENTS_QUEUE_MAX_BYTES: String(4 * 1024 * 1024),
+  RECHECK_ENABLED: 'false',
+  RECHECK_INTERVAL_S: '3600',
+  RECHECK_RATE: '1',
+  RECHECK_MAX_IN_FLIGHT: '4',
+  RECHECK_METRIC_NAMESPACES: '200',
+  LEASE_NAME: 'scangate-recheck',
+  LEASE_DURATION_S: '15',
 } as const;
 
 /** Command-line flags that override the environment (`serve --port 9443`). */
@@ -228,6 +249,13 @@ const schema = z.object({
   EVENTS_QUEUE_MAX: int(1, 1_000_000),
   EVENTS_QUEUE_MAX_BYTES: int(64 * 1024, 1024 * 1024 * 1024),
   POD_NAME: optional,
+  RECHECK_ENABLED: bool,
+  RECHECK_INTERVAL_S: int(60, 30 * 24 * 3600),
+  RECHECK_RATE: decimal(0.001, 1000),
+  RECHECK_MAX_IN_FLIGHT: int(1, 1000),
+  RECHECK_METRIC_NAMESPACES: int(1, 10_000),
+  LEASE_NAME: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { error: 'expected a DNS subdomain name (lowercase letters, digits, - and .)' }),
+  LEASE_DURATION_S: int(5, 3600),
 });
 
 export const URL_CREDENTIALS_PROBLEM =
@@ -311,6 +339,9 @@ export function parseConfig(
   if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
     problems.push('ANCHORE_INSECURE_SKIP_TLS_VERIFY and ANCHORE_CA_FILE contradict each other: pick one');
   }
+  if (v.RECHECK_ENABLED && v.POD_NAMESPACE === undefined) {
+    problems.push('RECHECK_ENABLED=true needs POD_NAMESPACE (the namespace of the re-check Lease; the chart sets it from the downward API)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const exempt = new Set(v.EXEMPT_NAMESPACES);
@@ -368,6 +399,16 @@ export function parseConfig(
       namespaceBurst: v.EVENTS_BURST,
       maxQueued: v.EVENTS_QUEUE_MAX,
       maxQueuedBytes: v.EVENTS_QUEUE_MAX_BYTES,
+    },
+    recheck: {
+      enabled: v.RECHECK_ENABLED,
+      intervalMs: v.RECHECK_INTERVAL_S * 1000,
+      ratePerSecond: v.RECHECK_RATE,
+      maxInFlight: v.RECHECK_MAX_IN_FLIGHT,
+      metricNamespaces: v.RECHECK_METRIC_NAMESPACES,
+      leaseName: v.LEASE_NAME,
+      leaseNamespace: v.POD_NAMESPACE ?? '',
+      leaseDurationMs: v.LEASE_DURATION_S * 1000,
     },
     ...(v.POD_NAME !== undefined ? { podName: v.POD_NAME } : {}),
     logLevel: v.LOG_LEVEL,

@@ -57,7 +57,9 @@ export interface RecheckState {
   /** A pod added or changed (the informer's add/update); `key` is `namespace/name`. */
   upsertPod(key: string, pod: RunningPod): void;
   deletePod(key: string): void;
-  /** Forgets every pod (before a relist). */
+  /** Every pod key held (a relist removes those it no longer lists). */
+  podKeys(): string[];
+  /** Forgets every pod and verdict (this replica stopped leading). */
   clear(): void;
   /** Images due at `now`, earliest first, at most `max`, none already being checked. */
   due(now: number, max: number): string[];
@@ -177,6 +179,9 @@ export function createRecheckState(opts: { readonly timing: RecheckTiming; reado
       }
     },
     deletePod,
+    podKeys() {
+      return [...pods.keys()];
+    },
     clear() {
       pods.clear();
       images.clear();

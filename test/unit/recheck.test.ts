@@ -10,6 +10,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { boundedCounts, createRecheckLoop, createRecheckState, nextDue, type RecheckClock, type RecheckTiming } from '../../src/engine/recheck.js';
 import { runningPod, runningReference, workloadOf, type PodObject } from '../../src/kube/running-pods.js';
+import { parseConfig } from '../../src/config.js';
+import { NOTE_MAX_BYTES, runningImageEvents } from '../../src/observability/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { ScanOutcome, ScanVerdict } from '../../src/policy/types.js';
 
@@ -367,5 +369,58 @@ describe('recheck loop', () => {
     await flush();
     assert.deepEqual(failed, ['docker.io/library/app0:1']);
     loop.stop();
+  });
+});
+
+describe('running image events and settings', () => {
+  test('one RunningImageFailed event per workload: image, findings, what will be refused; hostile text escaped and cut; bounded in number', () => {
+    const failure = {
+      image: `docker.io/library/struts@${D1}`,
+      reasons: [{ gate: 'vulnerabilities', trigger: 'package', output: `CVE-2017-5638 \u001b[31mred\u001b[0m ${'x'.repeat(3000)}` }],
+      omittedReasons: 4,
+      cause: 'policy' as const,
+      workloads: [
+        { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'shop', name: 'web' },
+        { apiVersion: 'v1', kind: 'Pod', namespace: 'ops', name: 'debug' },
+      ],
+    };
+    const events = runningImageEvents(failure, 10);
+    assert.equal(events.length, 2);
+    const [first] = events;
+    assert.ok(first);
+    assert.equal(first.reason, 'RunningImageFailed');
+    assert.equal(first.action, 'Verify');
+    assert.equal(first.namespace, 'shop');
+    assert.deepEqual(first.regarding, { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'shop', name: 'web' });
+    assert.match(first.note, new RegExp(`^Running image docker\\.io/library/struts@${D1} now fails policy: vulnerabilities/package: CVE-2017-5638 \\\\x1b\\[31mred`));
+    assert.match(first.note, /\+4 more\. It keeps running, but this Deployment's next rollout, scale-up or rescheduling will be refused\.$/);
+    assert.ok(!first.note.includes('\u001b'));
+    assert.ok(Buffer.byteLength(first.note) <= NOTE_MAX_BYTES);
+    assert.equal(runningImageEvents({ ...failure, workloads: Array.from({ length: 500 }, (_, i) => ({ apiVersion: 'v1', kind: 'Pod', namespace: 'ns', name: `p${i}` })) }, 100).length, 100);
+    assert.match(runningImageEvents({ ...failure, cause: 'analysis_failed', reasons: [] }, 1)[0]?.note ?? '', /now fails policy: the scanner could not analyse it\./);
+  });
+
+  test('RECHECK_* settings: off by default; on needs POD_NAMESPACE (the Lease\'s); bounds checked', () => {
+    const base = { INSECURE_HTTP: 'true' };
+    const off = parseConfig(base);
+    assert.deepEqual(off.recheck, {
+      enabled: false,
+      intervalMs: 3_600_000,
+      ratePerSecond: 1,
+      maxInFlight: 4,
+      metricNamespaces: 200,
+      leaseName: 'scangate-recheck',
+      leaseNamespace: '',
+      leaseDurationMs: 15_000,
+    });
+    assert.throws(() => parseConfig({ ...base, RECHECK_ENABLED: 'true' }), /RECHECK_ENABLED=true needs POD_NAMESPACE/);
+    const on = parseConfig({ ...base, RECHECK_ENABLED: 'true', POD_NAMESPACE: 'scangate', RECHECK_RATE: '0.5', RECHECK_INTERVAL_S: '600' });
+    assert.equal(on.recheck.leaseNamespace, 'scangate');
+    assert.equal(on.recheck.ratePerSecond, 0.5);
+    assert.equal(on.recheck.intervalMs, 600_000);
+    assert.throws(() => parseConfig({ ...base, RECHECK_INTERVAL_S: '5', RECHECK_RATE: '0', LEASE_NAME: 'Bad_Name', LEASE_DURATION_S: '1' }), (error: Error) => {
+      for (const key of ['RECHECK_INTERVAL_S', 'RECHECK_RATE', 'LEASE_NAME', 'LEASE_DURATION_S']) assert.match(error.message, new RegExp(key));
+      return true;
+    });
   });
 });

@@ -67,6 +67,17 @@ fi
 if grep -q '^kind: NetworkPolicy' "$tmp/default.yaml"; then
   fail "the default values render a NetworkPolicy (it must be asked for: networkPolicy.enabled)"
 fi
+# Events: by default exactly create and patch of events.k8s.io events, bound to scangate's account and its
+# token mounted; with events.enabled=false (ci/warn-mode) no role and no token.
+rules=$(sed -n '/^kind: ClusterRole$/,/^---/p' "$tmp/default.yaml" | grep -E '^\s+- apiGroups:|^\s+(resources|verbs):' | tr '\n' ' ' | tr -s ' ')
+if [[ "$rules" != ' - apiGroups: ["events.k8s.io"] resources: ["events"] verbs: ["create", "patch"] ' ]]; then
+  fail "the default ClusterRole must grant exactly events.k8s.io events create/patch, got: $rules"
+fi
+grep -q '^kind: ClusterRoleBinding' "$tmp/default.yaml" || fail "the default values render no ClusterRoleBinding for events"
+grep -q 'automountServiceAccountToken: true' "$tmp/default.yaml" || fail "the default values mount no token (events need one)"
+if grep -qE '^kind: (ClusterRole|ClusterRoleBinding)$|automountServiceAccountToken: true' "$tmp/warn-mode.yaml"; then
+  fail "events.enabled=false (ci/warn-mode) still renders RBAC or mounts a token"
+fi
 
 # --- server-side dry run ------------------------------------------------------------------------------
 if [[ "$cluster" == true ]]; then

@@ -5,7 +5,8 @@
 #   3. scangate on 127.0.0.1 with TLS from gen-certs.sh
 #   4. the webhook registered out-of-cluster (deploy.sh with WEBHOOK_URL, caBundle injected)
 #   5. `make test`: nginx gets its pod; `kubectl apply` of apache-struts2 is refused at once, and so is
-#      `kubectl set image deployment/nginx` to the struts image; then `kubectl get events`
+#      `kubectl set image deployment/nginx` to the struts image; then `kubectl get events`, where scangate's
+#      ImageDenied events show the rejections (scangate writes them with the demo cluster's kubeconfig)
 # Everything keeps running so you can try more (`kubectl run x --image=nginx`); `make cluster-down`
 # stops it all.
 #
@@ -51,6 +52,9 @@ sg_port=$(free_port)
 (
   export ANCHORE_CLI_URL="http://127.0.0.1:$sim_port$sim_url_path" ANCHORE_CLI_USER=admin ANCHORE_CLI_PASS_FILE="$pass_file"
   export POD_NAMESPACE=scangate EXEMPT_NAMESPACES=kube-system
+  # Kubernetes Events through the demo cluster's kubeconfig (exported above): on, and a start-up error
+  # should it be missing, rather than a demo without events.
+  export EVENTS_ENABLED=true POD_NAME=scangate-demo
   export HOST=127.0.0.1 PORT="$sg_port" TLS_CERT_FILE="$CERT_DIR/tls.crt" TLS_KEY_FILE="$CERT_DIR/tls.key"
   start_daemon scangate "$LOCAL_DIR/scangate.log" "$LOCAL_DIR/scangate.pid" node dist/src/main.js serve
 )

@@ -52,7 +52,8 @@ NAMESPACE_MODES="${NAMESPACE_MODES:-enforce,warn,off}"
 CONFIG_KEYS=(REJECT_IF_TIMEOUT DENY_LATEST_TAG REGISTRY_ALLOWLIST EXEMPT_NAMESPACES MODE WORKLOAD_MODE NAMESPACE_MODES ANCHORE_POLICY_ID
   ANCHORE_ACCOUNT ANCHORE_INSECURE_SKIP_TLS_VERIFY LOG_LEVEL DEADLINE_MARGIN_MS DEFAULT_TIMEOUT_MS
   SCANNER_REQUEST_TIMEOUT_MS MAX_CONCURRENT_SCANS CACHE_MAX_ENTRIES CACHE_PASS_TTL_MS CACHE_FAIL_TTL_MS
-  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_CONTROLLERS PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION)
+  BREAK_GLASS_USERS BREAK_GLASS_GROUPS BREAK_GLASS_CONTROLLERS PIN_DIGESTS PIN_WEBHOOK_TIMEOUT_SECONDS ANCHORE_API_VERSION
+  EVENTS_ENABLED EVENTS_QPS EVENTS_BURST EVENTS_QUEUE_MAX EVENTS_QUEUE_MAX_BYTES)
 
 if ! [[ "$WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((WEBHOOK_TIMEOUT_SECONDS < 1 || WEBHOOK_TIMEOUT_SECONDS > 30)); then
   die "WEBHOOK_TIMEOUT_SECONDS must be 1..30 (the API server's limit), got $WEBHOOK_TIMEOUT_SECONDS"
@@ -136,7 +137,8 @@ else
     [CACHE_MAX_ENTRIES]=cache.maxEntries [CACHE_PASS_TTL_MS]=cache.passTtlMs [CACHE_FAIL_TTL_MS]=cache.failTtlMs
     [BREAK_GLASS_USERS]=breakGlass.users [BREAK_GLASS_GROUPS]=breakGlass.groups [BREAK_GLASS_CONTROLLERS]=breakGlass.controllers
     [PIN_DIGESTS]=pinning.enabled [PIN_WEBHOOK_TIMEOUT_SECONDS]=pinning.timeoutSeconds [ANCHORE_API_VERSION]=scanner.apiVersion
-    [WORKLOAD_MODE]=workloadMode [NAMESPACE_MODES]=namespaceModes)
+    [WORKLOAD_MODE]=workloadMode [NAMESPACE_MODES]=namespaceModes
+    [EVENTS_QPS]=events.qps [EVENTS_BURST]=events.burst [EVENTS_QUEUE_MAX]=events.queueMax [EVENTS_QUEUE_MAX_BYTES]=events.queueMaxBytes)
   for k in "${CONFIG_KEYS[@]}"; do
     [[ -n "${!k:-}" ]] || continue
     case "$k" in
@@ -145,6 +147,8 @@ else
       BREAK_GLASS_USERS | BREAK_GLASS_GROUPS | BREAK_GLASS_CONTROLLERS) args+=(--set-json "${VALUE_OF[$k]}=$(json_list "${!k}")") ;;
       PIN_DIGESTS) args+=(--set "pinning.enabled=$([[ "$PIN_DIGESTS" =~ ^(true|1|yes)$ ]] && echo true || echo false)") ;;
       NAMESPACE_MODES) args+=(--set-json "namespaceModes=$(json_list "$NAMESPACE_MODES")") ;;
+      # In a cluster the service account is always there: auto means on.
+      EVENTS_ENABLED) args+=(--set "events.enabled=$([[ "$EVENTS_ENABLED" =~ ^(false|0|no)$ ]] && echo false || echo true)") ;;
       MODE | WORKLOAD_MODE | LOG_LEVEL | ANCHORE_POLICY_ID | ANCHORE_ACCOUNT | ANCHORE_API_VERSION) args+=(--set-string "${VALUE_OF[$k]}=${!k}") ;;
       *) args+=(--set "${VALUE_OF[$k]}=${!k}") ;;
     esac

@@ -11,11 +11,15 @@
 #                   by its local rule before any scan (DENY_LATEST_TAG), with the latest-tag message
 #                   instead of the scanner's verdict.
 #   set image       `kubectl set image deployment/nginx` to the struts image: refused, nginx unchanged
+#   events          `kubectl get events` shows scangate's own Warning events (reason ImageDenied, from
+#                   reportingController scangate.io/scangate) with the denial message, the struts2 one too:
+#                   refused at apply, the Deployment never existed and no ReplicaSet could report it.
 # Exits non-zero when the outcome differs. The Deployments are left in place for inspection
 # (SAMPLES_CLEANUP=true removes them).
 #
 # Environment: SAMPLES_NAMESPACE=default  NGINX_IMAGE=nginx:1.25.3
 #              STRUTS_IMAGE=kaizheh/apache-struts2-cve-2017-5638:2.3.12  SAMPLES_TIMEOUT=120 (seconds)
+#              SAMPLES_EXPECT_EVENTS=true (false: scangate runs with EVENTS_ENABLED=false; no event check)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require "$KUBECTL"
@@ -30,6 +34,9 @@ k() { "$KUBECTL" -n "$NS" "$@"; }
 # therefore matched on the current ReplicaSet's uid, never on its name.
 rs_uid() { k get replicaset -l "app=$1" -o jsonpath='{.items[*].metadata.uid}' 2>/dev/null | awk '{print $1}' || true; }
 events_of() { k get events --field-selector "involvedObject.uid=$1" 2>/dev/null; }
+# scangate's events (events.k8s.io, shown by `kubectl get events` like any other). A repeat of the same
+# denial (this script run again) updates the event's count and last-seen time instead of adding one.
+scangate_events() { k get events --field-selector "reportingComponent=scangate.io/scangate,reason=$1" 2>/dev/null; }
 pod_count() { k get pods -l "app=$1" --no-headers 2>/dev/null | grep -c . || true; }
 # `kubectl apply` of a Deployment as `kubectl create deployment NAME --image=IMAGE` would write it.
 apply_deployment() { k create deployment "$1" --image="$2" --dry-run=client -o yaml | k apply -f - 2>&1; }
@@ -72,6 +79,19 @@ nginx_image=$(k get deployment nginx -o jsonpath='{.spec.template.spec.container
 echo
 echo "== kubectl get deployments,replicasets,pods (namespace $NS)"
 k get deployments,replicasets,pods -l 'app in (nginx,apache-struts2)' || true
+# Events are written in the background, a moment after the answer.
+struts_event() { scangate_events ImageDenied | grep -F "Image failed policy check: $STRUTS_IMAGE"; }
+if [[ "${SAMPLES_EXPECT_EVENTS:-true}" == true ]]; then
+  event_deadline=$((SECONDS + 30))
+  until struts_event >/dev/null; do
+    ((SECONDS < event_deadline)) || break
+    sleep 1
+  done
+fi
+
+echo
+echo "== kubectl get events --field-selector reportingComponent=scangate.io/scangate,reason=ImageDenied (namespace $NS)"
+scangate_events ImageDenied || true
 echo
 echo "== kubectl get events (namespace $NS, sample ReplicaSets)"
 header=true
@@ -110,6 +130,16 @@ if ((set_rc != 0)) && grep -qF "$policy_denial (deployment \"nginx\" container \
 else
   echo "FAIL set image deployment/nginx to $STRUTS_IMAGE: exit $set_rc, image now '$nginx_image'"
   failures=$((failures + 1))
+fi
+
+if [[ "${SAMPLES_EXPECT_EVENTS:-true}" == true ]]; then
+  if struts_event >/dev/null; then
+    echo "PASS kubectl get events: scangate's ImageDenied event for apache-struts2:"
+    struts_event | tail -n 1
+  else
+    echo "FAIL kubectl get events: no ImageDenied event from scangate.io/scangate holding 'Image failed policy check: $STRUTS_IMAGE' (is scangate running with EVENTS_ENABLED=false or without credentials? SAMPLES_EXPECT_EVENTS=false skips this)"
+    failures=$((failures + 1))
+  fi
 fi
 
 if [[ "${SAMPLES_CLEANUP:-false}" == true ]]; then

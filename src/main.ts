@@ -14,6 +14,7 @@ import { composeRecheck, composeScangate, type Recheck, type Scangate } from './
 import { parseConfig, type Config } from './config.js';
 import { ConfigError, describeError } from './errors.js';
 import { startServer } from './http/server.js';
+import { kubeCredentialSource } from './kube/credentials.js';
 import type { EventSink } from './observability/events.js';
 import { createLogger } from './observability/logger.js';
 import { runSimulatorCli } from './simulator/cli.js';
@@ -45,6 +46,13 @@ async function eventSinkFor(config: Config, logger: Logger): Promise<EventSink |
     logger.info('Kubernetes Events off (EVENTS_ENABLED=false)');
     return undefined;
   }
+  if (kubeCredentialSource(process.env, existsSync) === undefined) {
+    if (config.events.enabled === true) {
+      throw new ConfigError(['EVENTS_ENABLED=true, but no Kubernetes credentials were found: set KUBECONFIG, or run in a pod with a service account token']);
+    }
+    logger.info('Kubernetes Events off: no KUBECONFIG and no service account token (EVENTS_ENABLED=auto)');
+    return undefined;
+  }
   const kube = await import('./kube/event-sink.js');
   let credentials: ReturnType<typeof kube.loadKubeCredentials>;
   try {
@@ -54,13 +62,7 @@ async function eventSinkFor(config: Config, logger: Logger): Promise<EventSink |
     const code = error instanceof Error && 'code' in error ? String(error.code) : 'not a usable kubeconfig';
     throw new ConfigError([`KUBECONFIG: cannot load it (${code}); unset it, or set EVENTS_ENABLED=false`]);
   }
-  if (credentials === undefined) {
-    if (config.events.enabled === true) {
-      throw new ConfigError(['EVENTS_ENABLED=true, but no Kubernetes credentials were found: set KUBECONFIG, or run in a pod with a service account token']);
-    }
-    logger.info('Kubernetes Events off: no KUBECONFIG and no service account token (EVENTS_ENABLED=auto)');
-    return undefined;
-  }
+  if (credentials === undefined) return undefined;
   logger.info({ source: credentials.source, server: credentials.server }, 'Kubernetes Events on');
   return kube.createKubeEventSink({ kubeConfig: credentials.kubeConfig, reportingInstance: config.podName ?? hostname() });
 }

@@ -23,13 +23,13 @@ import {
   type ResponseContext,
 } from '@kubernetes/client-node';
 import { KubeApiError } from '../errors.js';
+import { kubeCredentialSource } from './credentials.js';
 import type { EventSeries, EventSink, NewEvent } from '../observability/events.js';
 
 /** `reportingController` of every event scangate writes (a qualified name, as the API requires). */
 export const REPORTING_CONTROLLER = 'scangate.io/scangate';
 /** The API's bound of reportingInstance. */
 const MAX_INSTANCE_CHARS = 128;
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 export interface KubeCredentials {
   readonly kubeConfig: KubeConfig;
@@ -46,19 +46,15 @@ export interface KubeCredentials {
  * to by surprise). Throws when KUBECONFIG names a file that cannot be read or has no current cluster.
  */
 export function loadKubeCredentials(env: Readonly<Record<string, string | undefined>>, fileExists: (path: string) => boolean): KubeCredentials | undefined {
+  const source = kubeCredentialSource(env, fileExists);
+  if (source === undefined) return undefined;
   const kubeConfig = new KubeConfig();
-  let source: KubeCredentials['source'];
-  const kubeconfig = env['KUBECONFIG'];
-  if (kubeconfig !== undefined && kubeconfig.trim() !== '') {
-    const files = kubeconfig.split(process.platform === 'win32' ? ';' : ':').filter((f) => f !== '');
+  if (source === 'kubeconfig') {
+    const files = (env['KUBECONFIG'] ?? '').split(process.platform === 'win32' ? ';' : ':').filter((f) => f !== '');
     if (files.length === 1 && files[0] !== undefined) kubeConfig.loadFromFile(files[0]);
     else kubeConfig.loadFromDefault();
-    source = 'kubeconfig';
-  } else if (env['KUBERNETES_SERVICE_HOST'] !== undefined && env['KUBERNETES_SERVICE_HOST'] !== '' && fileExists(SERVICE_ACCOUNT_TOKEN)) {
-    kubeConfig.loadFromCluster();
-    source = 'in-cluster';
   } else {
-    return undefined;
+    kubeConfig.loadFromCluster();
   }
   const cluster = kubeConfig.getCurrentCluster();
   if (cluster === null) throw new Error('the kubeconfig has no current cluster');

@@ -178,12 +178,15 @@ export function eventOf(record: DecisionRecord): EventIntent | undefined {
     }
   }
   const r = record.regarding;
+  // A refused CREATE never made the object: its uid names nothing, and would differ on every retry
+  // (a GitOps controller re-applying), which must join one series instead.
+  const uid = record.operation === 'CREATE' && record.result === 'denied' ? undefined : r.uid;
   const regarding = {
     apiVersion: r.apiVersion,
     kind: r.kind,
     ...(r.namespace !== undefined && r.namespace !== '' ? { namespace: displayText(r.namespace, MAX_NAME_CHARS) } : {}),
     name: displayText(r.name, MAX_NAME_CHARS),
-    ...(r.uid !== undefined && r.uid !== '' ? { uid: displayText(r.uid, MAX_NAME_CHARS) } : {}),
+    ...(uid !== undefined && uid !== '' ? { uid: displayText(uid, MAX_NAME_CHARS) } : {}),
   };
   return {
     // An event about an object without a namespace may only live in `default` (API validation).

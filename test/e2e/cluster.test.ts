@@ -76,6 +76,18 @@ describe('e2e: kube-apiserver -> scangate (TLS, caBundle) -> scanner simulator',
     assert.match(events.stdout, /SuccessfulCreate\s+replicaset\/nginx-\S+\s+Created pod: nginx-/);
     assert.ok((await cluster.podNames('default', 'app=nginx')).length >= 1, 'nginx has a pod');
     assert.deepEqual(await cluster.podNames('default', 'app=apache-struts2'), [], 'apache-struts2 has no pod');
+    // scangate's own Warning event about the refused Deployment (issue 16): it never existed, so no
+    // controller could report it. Written in the background, a moment after the answer.
+    assert.match(test.stdout, /^PASS kubectl get events: scangate's ImageDenied event for apache-struts2:$/m);
+    const denial = await waitFor('the ImageDenied event of deployment/apache-struts2', 30_000, async () => {
+      const selector = 'reportingComponent=scangate.io/scangate,reason=ImageDenied,involvedObject.name=apache-struts2';
+      const r = await cluster.kubectl(['-n', 'default', 'get', 'events', '--field-selector', selector, '-o', 'json']);
+      if (r.code !== 0) return undefined;
+      const items = (JSON.parse(r.stdout) as { items: Array<{ type?: string; message?: string; involvedObject?: { kind?: string } }> }).items;
+      return items.find((e) => e.involvedObject?.kind === 'Deployment' && e.message?.startsWith(`Image failed policy check: ${STRUTS} `) === true);
+    });
+    assert.equal(denial.type, 'Warning');
+    assert.match(denial.message ?? '', /cve-2017-5638/i);
     await cluster.kubectl(['-n', 'default', 'delete', 'deployment', 'apache-struts2', 'nginx', '--wait=false']);
   });
 

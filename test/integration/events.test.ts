@@ -54,9 +54,23 @@ class FakeKubeApi {
     this.url = `https://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  /** Resolves once `n` calls have arrived (no sleeping: woken by each arrival). */
+  /**
+   * Resolves once `n` calls have arrived (woken by each arrival, no polling). Rejects after 20 s, so a
+   * missing event fails the test and its clean-up still runs (events arrive within milliseconds).
+   */
   async waitFor(n: number): Promise<void> {
-    while (this.calls.length < n) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    const deadline = performance.now() + 20_000;
+    while (this.calls.length < n) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`expected ${String(n)} calls to the Kubernetes API, got ${String(this.calls.length)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   async close(): Promise<void> {
@@ -208,35 +222,51 @@ describe('the sink, with the real client', () => {
   });
 });
 
+/** scangate's HTTPS webhook on 127.0.0.1:0, writing its events through the real client to the fake API. */
+async function startWebhookWithEvents(env: Record<string, string>, scannerUrl: string) {
+  const tls = makeTlsFiles();
+  const config = parseConfig(
+    {
+      TLS_CERT_FILE: tls.certFile,
+      TLS_KEY_FILE: tls.keyFile,
+      ANCHORE_CLI_URL: scannerUrl,
+      ANCHORE_CLI_USER: 'admin',
+      ANCHORE_CLI_PASS: 'foobar',
+      SCANNER_POLL_INITIAL_MS: '20',
+      SCANNER_POLL_MAX_MS: '100',
+      ...env,
+    },
+    {},
+    (p) => readFileSync(p, 'utf8'),
+  );
+  const logger = createLogger({ level: 'info', destination: new LogCapture() });
+  const scangate = composeScangate(config, { logger, eventSink: createKubeEventSink({ kubeConfig: credentials().kubeConfig, reportingInstance: 'scangate-0' }) });
+  const running = await startServer(scangate.app, {
+    host: '127.0.0.1',
+    port: 0,
+    tls: { certFile: tls.certFile, keyFile: tls.keyFile, reloadIntervalMs: config.server.certReloadIntervalMs },
+    logger,
+    maxConnections: 16,
+    ...scangate.connectionEvents,
+  });
+  scangate.state.ready = true;
+  return {
+    url: running.url,
+    close: async () => {
+      scangate.state.ready = false;
+      await running.close(2000);
+      await scangate.events?.close();
+      scangate.coordinator.abortAll();
+      scangate.scannerTransport.dispose();
+      await scangate.coordinator.idle();
+    },
+  };
+}
+
 describe('behind the webhook', () => {
   test('the struts2 Deployment refused at apply: its event holds the denial with the CVE; a dry run records none', { timeout: 60_000 }, async () => {
     api.calls.length = 0;
-    const tls = makeTlsFiles();
-    const config = parseConfig(
-      {
-        TLS_CERT_FILE: tls.certFile,
-        TLS_KEY_FILE: tls.keyFile,
-        ANCHORE_CLI_URL: sim.url,
-        ANCHORE_CLI_USER: 'admin',
-        ANCHORE_CLI_PASS: 'foobar',
-        SCANNER_POLL_INITIAL_MS: '20',
-        SCANNER_POLL_MAX_MS: '100',
-      },
-      {},
-      (p) => readFileSync(p, 'utf8'),
-    );
-    const logs = new LogCapture();
-    const logger = createLogger({ level: 'info', destination: logs });
-    const scangate = composeScangate(config, { logger, eventSink: createKubeEventSink({ kubeConfig: credentials().kubeConfig, reportingInstance: 'scangate-0' }) });
-    const running = await startServer(scangate.app, {
-      host: '127.0.0.1',
-      port: 0,
-      tls: { certFile: tls.certFile, keyFile: tls.keyFile, reloadIntervalMs: config.server.certReloadIntervalMs },
-      logger,
-      maxConnections: 16,
-      ...scangate.connectionEvents,
-    });
-    scangate.state.ready = true;
+    const running = await startWebhookWithEvents({}, sim.url);
     try {
       const struts = [{ name: 'web', image: 'kaizheh/apache-struts2-cve-2017-5638:2.3.12' }];
       // A dry run first: judged and answered alike, but no event (the events are written in order).
@@ -280,12 +310,38 @@ describe('behind the webhook', () => {
       assert.deepEqual(api.calls[2]?.body.regarding, { apiVersion: 'v1', kind: 'Pod', namespace: 'shop', name: 'web-1', uid: 'c0ffee-uid' });
       assert.match(api.calls[2]?.body.note as string, /cve-2017-5638/i);
     } finally {
-      scangate.state.ready = false;
-      await running.close(2000);
-      await scangate.events?.close();
-      scangate.coordinator.abortAll();
-      scangate.scannerTransport.dispose();
-      await scangate.coordinator.idle();
+      await running.close();
+    }
+  });
+
+  test('break-glass use and an admission without a verdict: BreakGlassUsed and AdmittedUnverified', { timeout: 60_000 }, async () => {
+    api.calls.length = 0;
+    // A scanner that takes a minute to analyse: no verdict within the request's budget.
+    const slow = await startScannerSimulator({ user: 'admin', password: 'foobar', analysisDelayMs: 60_000 });
+    const running = await startWebhookWithEvents({ BREAK_GLASS_USERS: 'jane' }, sim.url);
+    const slowRunning = await startWebhookWithEvents({}, slow.url);
+    try {
+      const glass = workloadReview('Deployment', 'hotfix', { containers: [{ name: 'web', image: 'kaizheh/apache-struts2-cve-2017-5638:2.3.12' }] });
+      const object = (glass.body['request'] as { object: { spec: { template: { metadata: Record<string, unknown> } } } }).object;
+      object.spec.template.metadata['annotations'] = { 'scangate.io/break-glass': 'INC-42 \u001b[31mred' };
+      const glassRes = await request(`${running.url}/validate?timeout=3s`, { body: glass.body });
+      assert.equal(glassRes.json.response.allowed, true);
+      await api.waitFor(1);
+      assert.equal(api.calls[0]?.body.reason, 'BreakGlassUsed');
+      assert.equal(api.calls[0]?.body.action, 'Admit');
+      assert.match(api.calls[0]?.body.note as string, /^Break-glass used by "jane" \(reason: "INC-42 \\u001b\[31mred"\): admitted despite: /);
+
+      const unverified = workloadReview('Deployment', 'fresh', { containers: [{ name: 'web', image: 'nginx:1.25.3' }] });
+      const res = await request(`${slowRunning.url}/validate?timeout=3s`, { body: unverified.body });
+      assert.equal(res.json.response.allowed, true);
+      await api.waitFor(2);
+      assert.equal(api.calls[1]?.body.reason, 'AdmittedUnverified');
+      assert.deepEqual(api.calls[1]?.body.regarding, { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'shop', name: 'fresh' });
+      assert.match(api.calls[1]?.body.note as string, /admitted without a verdict/);
+    } finally {
+      await running.close();
+      await slowRunning.close();
+      await slow.close();
     }
   });
 });

@@ -144,7 +144,8 @@ describe('what a decision becomes', () => {
   test('a denial: a Warning about the object asked for, with the denial message as note', () => {
     assert.deepEqual(eventOf(denial()), {
       namespace: 'shop',
-      regarding: { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'shop', name: 'struts', uid: '7f1e-uid' },
+      // No uid: the refused object was never created (and each retry of the CREATE has a new one).
+      regarding: { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'shop', name: 'struts' },
       reason: 'ImageDenied',
       action: 'Deny',
       note: STRUTS_DENIAL,
@@ -176,6 +177,24 @@ describe('what a decision becomes', () => {
       assert.equal(event?.note, note, JSON.stringify(over));
       if (event !== undefined) assert.equal(event.action, reason === 'ImageDenied' || reason === 'BreakGlassRefused' ? 'Deny' : 'Admit');
     }
+  });
+
+  test('the uid is kept for an object that exists (an UPDATE refused, any admission), so kubectl describe finds the event', () => {
+    assert.equal(eventOf(denial({ operation: 'UPDATE' }))?.regarding.uid, '7f1e-uid');
+    assert.equal(eventOf(denial({ result: 'warned', warnings: ['w'] }))?.regarding.uid, '7f1e-uid');
+  });
+
+  test('retries of a refused CREATE (each with a new uid) join one series', async () => {
+    const { sink, recorder } = setup();
+    for (const uid of ['u1', 'u2', 'u3']) recorder.record(denial({ regarding: { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'shop', name: 'struts', uid } }));
+    await settle();
+    assert.deepEqual(
+      sink.calls.map((c) => [c.op, c.series?.count]),
+      [
+        ['create', undefined],
+        ['series', 3],
+      ],
+    );
   });
 
   test('an object without a namespace: the event goes to default, the reference has no namespace; no uid when unknown', () => {

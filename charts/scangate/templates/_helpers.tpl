@@ -120,6 +120,11 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "RECHECK_METRIC_NAMESPACES" (include "scangate.int" $v.recheck.metricNamespaces)
   "LEASE_NAME" $v.recheck.leaseName
   "LEASE_DURATION_S" (include "scangate.int" $v.recheck.leaseDurationSeconds)
+  "EVENTS_ENABLED" (toString $v.events.enabled)
+  "EVENTS_QPS" (toString $v.events.qps)
+  "EVENTS_BURST" (include "scangate.int" $v.events.burst)
+  "EVENTS_QUEUE_MAX" (include "scangate.int" $v.events.queueMax)
+  "EVENTS_QUEUE_MAX_BYTES" (include "scangate.int" $v.events.queueMaxBytes)
 -}}
 {{- if $v.scanner.policyId }}{{ $_ := set $s "ANCHORE_POLICY_ID" $v.scanner.policyId }}{{ end -}}
 {{- if $v.scanner.account }}{{ $_ := set $s "ANCHORE_ACCOUNT" $v.scanner.account }}{{ end -}}
@@ -129,7 +134,7 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
 
 {{/* Environment set on the container itself (not through the ConfigMap). */}}
 {{- define "scangate.containerEnvNames" -}}
-{{- list "HOST" "PORT" "TLS_CERT_FILE" "TLS_KEY_FILE" "POD_NAMESPACE" "ANCHORE_CLI_USER_FILE" "ANCHORE_CLI_PASS_FILE" "NODE_OPTIONS" | toJson -}}
+{{- list "HOST" "PORT" "TLS_CERT_FILE" "TLS_KEY_FILE" "POD_NAMESPACE" "POD_NAME" "ANCHORE_CLI_USER_FILE" "ANCHORE_CLI_PASS_FILE" "NODE_OPTIONS" | toJson -}}
 {{- end -}}
 
 {{/* "secret" or "configMap" when the scanner's CA comes from the cluster or values, else empty. */}}
@@ -247,7 +252,8 @@ Call it once per render: every call without a Secret in the cluster generates a 
 {{- $entry := dict -}}
 {{- if gt (len .) 3 }}{{ $entry = index . 3 }}{{ end -}}
 admissionReviewVersions: ["v1", "v1beta1"]
-sideEffects: None
+# Its side effect (a Kubernetes Event) is never made for a dry run (README.md, "Events").
+sideEffects: NoneOnDryRun
 failurePolicy: {{ $entry.failurePolicy | default $root.Values.webhook.failurePolicy }}
 matchPolicy: {{ $root.Values.webhook.matchPolicy }}
 timeoutSeconds: {{ $entry.timeoutSeconds | default $root.Values.webhook.timeoutSeconds | int64 }}

@@ -2,7 +2,7 @@
  * scangate's benchmarks, all in one run on one machine, loopback only, each bounded in count and time.
  * Prints one Markdown table per scenario, with ratios against a baseline where there is one.
  *
- *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory,breaker,hostile] [--out FILE]
+ *   node run.mjs [--quick] [--only cache-hit,scan-merging,time-to-verdict,deadline,memory,breaker,hostile,recheck] [--out FILE]
  *   node run.mjs --only cache-hit-compare --compare OTHER/dist/src/main.js   (an earlier build, side by side)
  *
  * Needs the compiled scangate and scanner simulator (`make build`: ../dist/src/main.js,
@@ -14,7 +14,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { MAIN_JS, SIMULATOR_MAIN_JS, machine, makeTls, workDir } from './lib/env.mjs';
 
-const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker', 'hostile', 'starvation'];
+const SCENARIOS = ['cache-hit', 'scan-merging', 'time-to-verdict', 'deadline', 'memory', 'breaker', 'hostile', 'starvation', 'recheck'];
 // Run only when asked for (--only), with --compare: it needs a second, earlier build.
 const ON_REQUEST = ['cache-hit-compare'];
 

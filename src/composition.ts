@@ -7,14 +7,18 @@ import { createVerdictCache, type VerdictCache } from './cache/verdict-cache.js'
 import type { Config } from './config.js';
 import { createEvaluator, type Evaluator } from './engine/evaluator.js';
 import { createPinner } from './engine/pinner.js';
-import { createScanCoordinator, type ScanCoordinator, type Scanner } from './engine/scan-coordinator.js';
 import { createAdmissionCore, type AdmissionCore } from './admission/core.js';
 import { observeAll, type DecisionObserver } from './admission/decision-record.js';
 import { ConfigError } from './errors.js';
 import { createApp, type AppState } from './http/app.js';
 import { createDecisionLog } from './observability/decision-log.js';
 import { createProofKeeper, MIN_PROOF_KEY_BYTES, type ProofKeeper } from './policy/break-glass-proof.js';
-import { createEventRecorder, type EventRecorder, type EventSink } from './observability/events.js';
+import { boundedCounts, createRecheckLoop, createRecheckState, type RecheckClock, type RecheckLoop, type RecheckState } from './engine/recheck.js';
+import { createScanBudget, createScanCoordinator, type ScanCoordinator, type Scanner } from './engine/scan-coordinator.js';
+import { createLeaderElector, type LeaseApi, type ElectionClock } from './kube/leader-election.js';
+import type { PodSource, PodSourceOptions } from './kube/recheck-kube.js';
+import { createEventRecorder, runningImageEvents, type EventRecorder, type EventSink } from './observability/events.js';
+import { parseImageReference } from './reference/parse-reference.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createAnchoreClient, type AnchoreClient } from './scanner/anchore-client.js';
 import type { Clock } from './scanner/clock.js';
@@ -189,4 +193,155 @@ export function composeScangate(config: Config, opts: ComposeOptions): Scangate 
     scanner.close();
   };
   return { config, cache, coordinator, evaluator, metrics, scanner, scannerTransport, state, core, app, connectionEvents, close, ...(events !== undefined ? { events } : {}) };
+}
+
+/**
+ * The ScanBudget namespace of re-checks: not a valid namespace name, so no tenant shares it;
+ * MAX_SCANS_PER_NAMESPACE bounds re-check scans as it bounds one namespace's.
+ */
+export const RECHECK_BUDGET_NAMESPACE = 'scangate:recheck';
+/** Events written for one image that turned to fail (one per workload); the rest are counted in the log line. */
+const MAX_EVENTS_PER_TRANSITION = 100;
+
+export interface Recheck {
+  readonly state: RecheckState;
+  readonly loop: RecheckLoop;
+  /** Tries for the Lease; the holder watches pods and runs the loop. */
+  start(): void;
+  /** Stops, and releases the Lease when held. */
+  stop(): Promise<void>;
+  readonly isLeader: boolean;
+}
+
+export interface RecheckOptions {
+  readonly leaseApi: LeaseApi;
+  /** The pod list+watch (kube/recheck-kube.ts createPodSource), given everything but the credentials. */
+  readonly podSource: (handlers: Pick<PodSourceOptions, 'onPod' | 'onDelete' | 'onList' | 'exemptNamespaces' | 'logger'>) => PodSource;
+  /** holderIdentity: the pod name and a random suffix. */
+  readonly identity: string;
+  readonly logger: Logger;
+  readonly clock?: ElectionClock & RecheckClock;
+}
+
+const realClock: ElectionClock & RecheckClock = {
+  now: () => performance.now(),
+  wallNow: () => Date.now(),
+  setTimer(fn, ms) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return {
+      cancel: () => {
+        clearTimeout(t);
+      },
+    };
+  },
+};
+
+/**
+ * Re-verification of running workloads (README, "Re-verification"), wired to scangate's coordinator,
+ * events and metrics: one replica (the Lease holder) watches pods and re-checks each running image
+ * through the same lookup as admission, so the verdict cache is updated for admission too.
+ */
+export function composeRecheck(scangate: Scangate, opts: RecheckOptions): Recheck {
+  const { config, coordinator, metrics } = scangate;
+  const clock = opts.clock ?? realClock;
+  const logger = opts.logger.child({ component: 'recheck' });
+  const state = createRecheckState({
+    timing: {
+      intervalMs: config.recheck.intervalMs,
+      passTtlMs: config.cache.passTtlMs,
+      failTtlMs: config.cache.failTtlMs,
+      errorRetryMs: Math.min(60_000, config.recheck.intervalMs),
+    },
+    exemptNamespaces: config.exemptNamespaces,
+  });
+  const updateGauge = (): void => {
+    metrics.runningImages.reset();
+    for (const [namespace, row] of boundedCounts(state.countsByNamespace(), config.recheck.metricNamespaces)) {
+      for (const verdict of ['pass', 'fail', 'unknown'] as const) metrics.runningImages.set({ namespace, verdict }, row[verdict]);
+    }
+  };
+  const loop = createRecheckLoop({
+    state,
+    async check(image) {
+      const parsed = parseImageReference(image);
+      if (!parsed.valid) return { outcome: { kind: 'error', code: 'SCANGATE_ERR_BAD_REFERENCE', message: parsed.error }, cached: false };
+      // One new scan per re-check, counted against the re-check namespace (MAX_SCANS_PER_NAMESPACE
+      // where the coordinator has it): admission's scans keep their slots.
+      const budget = createScanBudget(1, RECHECK_BUDGET_NAMESPACE);
+      const { source, outcome } = await coordinator.lookup(parsed.reference, config.scanner.maxScanDurationMs, budget);
+      metrics.rechecks.inc({ result: outcome.kind === 'verdict' ? outcome.verdict.status : 'error' });
+      return { outcome, cached: source === 'hit' };
+    },
+    ratePerSecond: config.recheck.ratePerSecond,
+    maxInFlight: config.recheck.maxInFlight,
+    onFailed(transition) {
+      const events = runningImageEvents(transition, MAX_EVENTS_PER_TRANSITION);
+      logger.warn(
+        { image: transition.image, workloads: transition.workloads.length, events: scangate.events !== undefined ? events.length : 0 },
+        'running image now fails policy',
+      );
+      for (const intent of events) scangate.events?.recordIntent(intent);
+    },
+    onChecked: updateGauge,
+    clock,
+    logger,
+  });
+  let pods: PodSource | undefined;
+  const elector = createLeaderElector({
+    api: opts.leaseApi,
+    identity: opts.identity,
+    leaseDurationMs: config.recheck.leaseDurationMs,
+    // client-go's proportions (15 s / 10 s / 2 s).
+    renewDeadlineMs: (config.recheck.leaseDurationMs * 2) / 3,
+    retryPeriodMs: config.recheck.leaseDurationMs / 7.5,
+    clock,
+    onStartedLeading() {
+      pods = opts.podSource({
+        exemptNamespaces: config.exemptNamespaces,
+        logger,
+        onPod(key, pod) {
+          if (pod === undefined) state.deletePod(key);
+          else state.upsertPod(key, pod);
+          loop.poke();
+        },
+        onDelete(key) {
+          state.deletePod(key);
+        },
+        onList(keys) {
+          // A relist: what is not listed any more is gone (verdicts of what still runs are kept).
+          for (const key of state.podKeys()) if (!keys.has(key)) state.deletePod(key);
+          updateGauge();
+          logger.info({ pods: state.podCount, images: state.imageCount }, 're-check: pods listed');
+        },
+      });
+      pods.start();
+      loop.start();
+    },
+    onStoppedLeading() {
+      loop.stop();
+      pods?.stop();
+      pods = undefined;
+      // Only the leader reports running images: another replica's figures would be stale.
+      state.clear();
+      metrics.runningImages.reset();
+    },
+    logger,
+  });
+  return {
+    state,
+    loop,
+    start() {
+      elector.start();
+    },
+    async stop() {
+      await elector.stop();
+      loop.stop();
+      pods?.stop();
+      await loop.idle();
+    },
+    get isLeader() {
+      return elector.isLeader;
+    },
+  };
 }

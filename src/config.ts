@@ -85,6 +85,20 @@ export interface Config {
     readonly maxQueued: number;
     readonly maxQueuedBytes: number;
   };
+  /**
+   * Re-verification of running workloads (engine/recheck.ts, README "Re-verification"); off unless
+   * RECHECK_ENABLED. The Lease lives in POD_NAMESPACE.
+   */
+  readonly recheck: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly ratePerSecond: number;
+    readonly maxInFlight: number;
+    readonly metricNamespaces: number;
+    readonly leaseName: string;
+    readonly leaseNamespace: string;
+    readonly leaseDurationMs: number;
+  };
   /** POD_NAME (downward API): the reportingInstance of events; the host name when absent. */
   readonly podName?: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -192,6 +206,9 @@ export function parseConfig(
   if (v.ANCHORE_INSECURE_SKIP_TLS_VERIFY && caPem !== undefined) {
     problems.push('ANCHORE_INSECURE_SKIP_TLS_VERIFY and ANCHORE_CA_FILE contradict each other: pick one');
   }
+  if (v.RECHECK_ENABLED && v.POD_NAMESPACE === undefined) {
+    problems.push('RECHECK_ENABLED=true needs POD_NAMESPACE (the namespace of the re-check Lease; the chart sets it from the downward API)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const exempt = new Set(v.EXEMPT_NAMESPACES);
@@ -256,6 +273,16 @@ export function parseConfig(
       namespaceBurst: v.EVENTS_BURST,
       maxQueued: v.EVENTS_QUEUE_MAX,
       maxQueuedBytes: v.EVENTS_QUEUE_MAX_BYTES,
+    },
+    recheck: {
+      enabled: v.RECHECK_ENABLED,
+      intervalMs: v.RECHECK_INTERVAL_S * 1000,
+      ratePerSecond: v.RECHECK_RATE,
+      maxInFlight: v.RECHECK_MAX_IN_FLIGHT,
+      metricNamespaces: v.RECHECK_METRIC_NAMESPACES,
+      leaseName: v.LEASE_NAME,
+      leaseNamespace: v.POD_NAMESPACE ?? '',
+      leaseDurationMs: v.LEASE_DURATION_S * 1000,
     },
     ...(v.POD_NAME !== undefined ? { podName: v.POD_NAME } : {}),
     logLevel: v.LOG_LEVEL,

@@ -3,13 +3,14 @@
  * scangate's composition root and CLI: the only module that reads process.env, opens sockets,
  * handles signals and picks implementations.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { checkExitCode, imagesFromArgs, renderCheck } from './cli/check.js';
 import { runRef } from './cli/ref.js';
-import { composeScangate } from './composition.js';
+import { composeRecheck, composeScangate, type Recheck, type Scangate } from './composition.js';
 import { parseConfig, type Config } from './config.js';
 import { ConfigError, describeError } from './errors.js';
 import { startServer } from './http/server.js';
@@ -64,6 +65,35 @@ async function eventSinkFor(config: Config, logger: Logger): Promise<EventSink |
   return kube.createKubeEventSink({ kubeConfig: credentials.kubeConfig, reportingInstance: config.podName ?? hostname() });
 }
 
+/**
+ * Re-verification of running workloads (RECHECK_ENABLED): the Lease and the pod watch on the API
+ * server of KUBECONFIG or of the pod's service account; refused at start without either.
+ */
+async function recheckFor(config: Config, scangate: Scangate, logger: Logger): Promise<Recheck | undefined> {
+  if (!config.recheck.enabled) return undefined;
+  const kube = await import('./kube/event-sink.js');
+  const kubeRecheck = await import('./kube/recheck-kube.js');
+  let credentials: ReturnType<typeof kube.loadKubeCredentials>;
+  try {
+    credentials = kube.loadKubeCredentials(process.env, existsSync);
+  } catch (error) {
+    const code = error instanceof Error && 'code' in error ? String(error.code) : 'not a usable kubeconfig';
+    throw new ConfigError([`KUBECONFIG: cannot load it (${code})`]);
+  }
+  if (credentials === undefined) {
+    throw new ConfigError(['RECHECK_ENABLED=true, but no Kubernetes credentials were found: set KUBECONFIG, or run in a pod with a service account token']);
+  }
+  const { kubeConfig } = credentials;
+  const identity = `${config.podName ?? hostname()}_${randomBytes(4).toString('hex')}`;
+  logger.info({ lease: `${config.recheck.leaseNamespace}/${config.recheck.leaseName}`, identity, server: credentials.server }, 're-verification of running workloads on');
+  return composeRecheck(scangate, {
+    leaseApi: kubeRecheck.createKubeLeaseApi({ kubeConfig, namespace: config.recheck.leaseNamespace, name: config.recheck.leaseName }),
+    podSource: (handlers) => kubeRecheck.createPodSource({ kubeConfig, ...handlers }),
+    identity,
+    logger,
+  });
+}
+
 async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -97,6 +127,7 @@ async function serve(argv: string[]): Promise<number> {
   });
   const eventSink = await eventSinkFor(config, logger);
   const scangate = composeScangate(config, { logger, defaultMetrics: true, ...(eventSink !== undefined ? { eventSink } : {}) });
+  const recheck = await recheckFor(config, scangate, logger);
   const { certFile, keyFile } = { certFile: config.server.tlsCertFile, keyFile: config.server.tlsKeyFile };
   const running = await startServer(scangate.app, {
     host: config.server.host,
@@ -109,6 +140,7 @@ async function serve(argv: string[]): Promise<number> {
     ...scangate.connectionEvents,
   });
   scangate.state.ready = true;
+  recheck?.start();
   logger.info(
     {
       url: running.url,
@@ -133,6 +165,8 @@ async function serve(argv: string[]): Promise<number> {
       setTimeout(() => {
         void running
           .close(config.server.shutdownTimeoutMs)
+          // The Lease released at once, so another replica takes the loop without waiting for it to expire.
+          .then(() => recheck?.stop())
           // Events of the last answers are written, within the recorder's own bound.
           .then(() => scangate.events?.close())
           .then(() => {

@@ -24,7 +24,7 @@ export type ChartBinding =
   | { readonly via: 'container'; readonly value?: string; readonly chartDefault?: unknown }
   | { readonly via: 'none' };
 
-export type SettingGroup = 'server' | 'scanner' | 'scans' | 'decisions' | 'break-glass' | 'cache' | 'deadline' | 'events' | 'logging';
+export type SettingGroup = 'server' | 'scanner' | 'scans' | 'decisions' | 'break-glass' | 'cache' | 'deadline' | 'events' | 'recheck' | 'logging';
 
 export interface Setting<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
@@ -69,6 +69,15 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T, error:
   schema: z.enum(values, { error }),
   kind: 'string',
 });
+const decimalSchema = (min: number, max: number): z.ZodPipe<z.ZodString, z.ZodTransform<number, string>> =>
+  z.string().transform((v, ctx) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a number from ${min} to ${max}, got "${v}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
 const secret = z.string().max(MAX_SECRET_LENGTH, { error: `must be at most ${MAX_SECRET_LENGTH} characters` });
 const MiB = 1024 * 1024;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -437,6 +446,58 @@ export const SETTINGS = {
     chart: { via: 'configmap', value: 'deadline.marginMs' },
   },
   // ---- logging ----
+  // ---- re-verification of running workloads ----
+  RECHECK_ENABLED: {
+    ...bool(),
+    default: 'false',
+    description: 're-verification of running workloads (see "Re-verification"); needs `POD_NAMESPACE` and Kubernetes credentials',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.enabled' },
+  },
+  RECHECK_INTERVAL_S: {
+    ...int(60, 30 * 24 * 3600),
+    default: '3600',
+    description: 'each running image is asked at least this often, seconds',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.intervalSeconds' },
+  },
+  RECHECK_RATE: {
+    schema: decimalSchema(0.001, 1000),
+    kind: 'string',
+    default: '1',
+    description: 're-checks started per second (0.001 to 1000)',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.rate', chartDefault: 1 },
+  },
+  RECHECK_MAX_IN_FLIGHT: {
+    ...int(1, 1000),
+    default: '4',
+    description: 're-checks in progress at once',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.maxInFlight' },
+  },
+  RECHECK_METRIC_NAMESPACES: {
+    ...int(1, 10_000),
+    default: '200',
+    description: 'namespaces named in `scangate_running_images`; the rest are `_other`',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.metricNamespaces' },
+  },
+  LEASE_NAME: {
+    schema: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { error: 'expected a DNS subdomain name (lowercase letters, digits, - and .)' }),
+    kind: 'string',
+    default: 'scangate-recheck',
+    description: 'the Lease (in `POD_NAMESPACE`) whose holder runs the loop',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.leaseName' },
+  },
+  LEASE_DURATION_S: {
+    ...int(5, 3600),
+    default: '15',
+    description: 'how long a silent holder keeps the Lease before another replica takes it',
+    group: 'recheck',
+    chart: { via: 'configmap', value: 'recheck.leaseDurationSeconds' },
+  },
   // ---- events ----
   EVENTS_ENABLED: {
     schema: z
@@ -450,14 +511,7 @@ export const SETTINGS = {
     chart: { via: 'configmap', value: 'events.enabled', chartDefault: true },
   },
   EVENTS_QPS: {
-    schema: z.string().transform((v, ctx) => {
-      const n = Number(v);
-      if (v.trim() === '' || !Number.isFinite(n) || n < 0.001 || n > 10_000) {
-        ctx.addIssue({ code: 'custom', message: `expected a number from 0.001 to 10000, got "${v}"` });
-        return z.NEVER;
-      }
-      return n;
-    }),
+    schema: decimalSchema(0.001, 10_000),
     kind: 'string',
     default: '1',
     description:

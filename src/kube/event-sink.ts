@@ -106,7 +106,7 @@ export function eventBody(event: NewEvent, name: string, reportingInstance: stri
 }
 
 /** Options of one call: its AbortSignal (the generated client takes it only through a middleware). */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
+export function withSignal(signal: AbortSignal): ConfigurationOptions {
   const middleware: ObservableMiddleware = {
     pre: (request: RequestContext) => {
       request.setSignal(signal);
@@ -118,7 +118,7 @@ function withSignal(signal: AbortSignal): ConfigurationOptions {
 }
 
 /** client-node's errors mapped to ours, at this one boundary; the API's answer (which may quote the note) is not kept. */
-function apiError(what: string, error: unknown): KubeApiError {
+export function apiError(what: string, error: unknown): KubeApiError {
   if (error instanceof ApiException) return new KubeApiError(`${what}: HTTP ${error.code}`, error.code);
   const kind = error instanceof Error && error.name === 'AbortError' ? 'timed out' : 'no answer';
   return new KubeApiError(`${what}: ${kind}`, undefined);

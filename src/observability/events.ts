@@ -14,11 +14,13 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { DecisionRecord } from '../admission/decision-record.js';
 import { KubeApiError, describeError } from '../errors.js';
-import { displayText, escapeControls } from '../policy/safe-text.js';
+import { describeReasons } from '../policy/decision.js';
+import { displayImage, displayText, escapeControls } from '../policy/safe-text.js';
+import type { StopReason } from '../policy/types.js';
 import type { Metrics } from './metrics.js';
 
 /** One `reason` per kind of decision (README, "Events"). */
-export type EventReason = 'ImageDenied' | 'BreakGlassRefused' | 'BreakGlassUsed' | 'ImageWarned' | 'AdmittedUnverified';
+export type EventReason = 'ImageDenied' | 'BreakGlassRefused' | 'BreakGlassUsed' | 'ImageWarned' | 'AdmittedUnverified' | 'RunningImageFailed';
 
 /** What an event says: the sink adds the API's fields (name, reportingController, eventTime, ...). */
 export interface EventIntent {
@@ -26,8 +28,8 @@ export interface EventIntent {
   readonly namespace: string;
   readonly regarding: DecisionRecord['regarding'];
   readonly reason: EventReason;
-  /** What scangate did to the request. */
-  readonly action: 'Deny' | 'Admit';
+  /** What scangate did to the request; `Verify` for the re-verification of what runs (engine/recheck.ts). */
+  readonly action: 'Deny' | 'Admit' | 'Verify';
   /** Escaped, at most NOTE_MAX_BYTES bytes of UTF-8. */
   readonly note: string;
 }
@@ -90,6 +92,8 @@ export type EventDropReason = 'queue_full' | 'rate_limited' | 'api_error' | 'shu
 export interface EventRecorder {
   /** Observer of one decision: synchronous, never throws, never waits for the API. */
   record(record: DecisionRecord): void;
+  /** An event that is not about a decision (a running image that now fails); the same bounds, never throws. */
+  recordIntent(intent: EventIntent): void;
   /** Stops taking records and writes what is queued, within closeTimeoutMs; never rejects. */
   close(): Promise<void>;
 }
@@ -192,6 +196,39 @@ export function eventOf(record: DecisionRecord): EventIntent | undefined {
     action: reason === 'ImageDenied' || reason === 'BreakGlassRefused' ? 'Deny' : 'Admit',
     note: noteText(text),
   };
+}
+
+/** A running image that turned from pass to fail, and the workloads that run it (engine/recheck.ts). */
+export interface RunningImageFailure {
+  readonly image: string;
+  readonly reasons: readonly StopReason[];
+  readonly omittedReasons: number;
+  readonly cause: 'policy' | 'analysis_failed';
+  readonly workloads: readonly { readonly apiVersion: string; readonly kind: string; readonly namespace: string; readonly name: string }[];
+}
+
+/**
+ * One RunningImageFailed event per workload that runs an image that now fails (README,
+ * "Re-verification"): which image, the findings, and what will be refused. Findings are shortened as
+ * in denials; at most `maxEvents` workloads (the loop logs how many more).
+ */
+export function runningImageEvents(failure: RunningImageFailure, maxEvents: number): EventIntent[] {
+  const findings =
+    failure.cause === 'analysis_failed'
+      ? 'the scanner could not analyse it'
+      : describeReasons(failure.reasons, failure.omittedReasons, 5, 200) || 'policy check failed';
+  return failure.workloads.slice(0, maxEvents).map((w) => {
+    const text =
+      `Running image ${displayImage(failure.image)} now fails policy: ${findings}. ` +
+      `It keeps running, but this ${w.kind}'s next rollout, scale-up or rescheduling will be refused.`;
+    return {
+      namespace: w.namespace,
+      regarding: { apiVersion: w.apiVersion, kind: w.kind, namespace: displayText(w.namespace, MAX_NAME_CHARS), name: displayText(w.name, MAX_NAME_CHARS) },
+      reason: 'RunningImageFailed',
+      action: 'Verify',
+      note: noteText(text),
+    };
+  });
 }
 
 /** Bytes an event holds while queued (its texts in UTF-8, plus the objects around them). */
@@ -418,13 +455,12 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
     }
   };
 
-  const record = (decision: DecisionRecord): void => {
+  const record = (intent: EventIntent | undefined): void => {
+    if (intent === undefined) return;
     if (closed) {
-      if (eventOf(decision) !== undefined) drop('shutdown');
+      drop('shutdown');
       return;
     }
-    const intent = eventOf(decision);
-    if (intent === undefined) return;
     const r = intent.regarding;
     const key = [intent.namespace, r.apiVersion, r.kind, r.name, r.uid ?? '', intent.reason, intent.note].join('\u0000');
     const now = clock.now();
@@ -454,19 +490,30 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
     pump();
   };
 
+  const guarded = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (error) {
+      // A bug here must never reach the answer.
+      drop('error');
+      try {
+        opts.logger.error({ err: describeError(error) }, 'event recorder failed (bug): decision answered, event not written');
+      } catch {
+        // nothing left to do
+      }
+    }
+  };
+
   return {
     record(decision) {
-      try {
-        record(decision);
-      } catch (error) {
-        // A bug here must never reach the answer.
-        drop('error');
-        try {
-          opts.logger.error({ err: describeError(error) }, 'event recorder failed (bug): decision answered, event not written');
-        } catch {
-          // nothing left to do
-        }
-      }
+      guarded(() => {
+        record(eventOf(decision));
+      });
+    },
+    recordIntent(intent) {
+      guarded(() => {
+        record(intent);
+      });
     },
     close() {
       if (!closed) {

@@ -40,6 +40,13 @@ export interface Metrics {
   readonly eventsDropped: Counter<'reason'>;
   /** Kubernetes API calls that wrote an event: `operation` create (a new event) or series (a repeat's count). */
   readonly eventsWritten: Counter<'operation'>;
+  /**
+   * Distinct images running, by namespace and last verdict (pass, fail, unknown), set by the
+   * re-verification loop's leader (engine/recheck.ts); namespaces past RECHECK_METRIC_NAMESPACES are summed as `_other`.
+   */
+  readonly runningImages: Gauge<'namespace' | 'verdict'>;
+  /** Re-checks of running images by result (pass, fail, error). */
+  readonly rechecks: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () => number; cacheBytes?: () => number } = {}): Metrics {
@@ -156,6 +163,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean; cacheSize?: () =
       name: 'scangate_events_written_total',
       help: 'Kubernetes Events written, by operation (create: a new event; series: a PATCH of a repeated event\'s count)',
       labelNames: ['operation'],
+      registers: [registry],
+    }),
+    runningImages: new Gauge({
+      name: 'scangate_running_images',
+      help: 'Distinct images running, by namespace and last verdict (pass, fail, unknown); reported by the replica running the re-check loop',
+      labelNames: ['namespace', 'verdict'],
+      registers: [registry],
+    }),
+    rechecks: new Counter({
+      name: 'scangate_rechecks_total',
+      help: 'Re-checks of running images, by result (pass, fail, error)',
+      labelNames: ['result'],
       registers: [registry],
     }),
   };

@@ -52,7 +52,7 @@ function truncate(text: string, max: number): string {
   return flat.length <= max ? flat : `${flat.slice(0, Math.max(0, max - 1))}…`;
 }
 
-function describeReasons(reasons: readonly StopReason[], omitted: number, maxReasons: number, maxOutput: number): string {
+export function describeReasons(reasons: readonly StopReason[], omitted: number, maxReasons: number, maxOutput: number): string {
   const total = reasons.length + omitted;
   if (maxReasons === 0 || reasons.length === 0) {
     return total === 0 ? '' : `${total} stop rule${total === 1 ? '' : 's'} triggered`;

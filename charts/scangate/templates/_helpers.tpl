@@ -117,6 +117,13 @@ conflict check of .Values.env and the checksum that rolls the pods all read this
   "CERT_RELOAD_INTERVAL_MS" (include "scangate.int" $v.server.certReloadIntervalMs)
   "SHUTDOWN_DELAY_MS" (include "scangate.int" $v.server.shutdownDelayMs)
   "SHUTDOWN_TIMEOUT_MS" (include "scangate.int" $v.server.shutdownTimeoutMs)
+  "RECHECK_ENABLED" (toString $v.recheck.enabled)
+  "RECHECK_INTERVAL_S" (include "scangate.int" $v.recheck.intervalSeconds)
+  "RECHECK_RATE" (toString $v.recheck.rate)
+  "RECHECK_MAX_IN_FLIGHT" (include "scangate.int" $v.recheck.maxInFlight)
+  "RECHECK_METRIC_NAMESPACES" (include "scangate.int" $v.recheck.metricNamespaces)
+  "LEASE_NAME" $v.recheck.leaseName
+  "LEASE_DURATION_S" (include "scangate.int" $v.recheck.leaseDurationSeconds)
   "EVENTS_ENABLED" (toString $v.events.enabled)
   "EVENTS_QPS" (toString $v.events.qps)
   "EVENTS_BURST" (include "scangate.int" $v.events.burst)

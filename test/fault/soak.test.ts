@@ -30,7 +30,7 @@ const CONNECTIONS = 64;
  * only when the probe confirms the scanner service fails (issue 15, I2): the faulted operations here
  * fail while /status answers, so ~1100 scans now retry within their budget instead of ~5 (the rest
  * refused by an open breaker), with their calls in flight. Still a bound on growth, not a measurement:
- * a leak over 20000 requests passes it.
+ * a leak growing with the 20000 requests still fails it.
  */
 const RSS_LIMIT_BYTES = 300 * 1024 * 1024;
 const CACHE_MAX_ENTRIES = 5000;

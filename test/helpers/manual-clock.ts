@@ -80,3 +80,48 @@ export async function driveUntil(clock: ManualClock, done: () => boolean, { step
   }
   return clock.now() - start;
 }
+
+/**
+ * The synchronous kind, for code whose timers only queue work (observability/events.ts, engine/recheck.ts,
+ * kube/leader-election.ts: now, wallNow, setTimer): `advance` runs each timer due on the way at its own
+ * time, without turning the event loop.
+ */
+export interface SyncClock {
+  now(): number;
+  /** Wall-clock ms since the epoch: `wall0` plus the time moved. */
+  wallNow(): number;
+  setTimer(fn: () => void, ms: number): Timer;
+  advance(ms: number): void;
+  /** Timers set and neither fired nor cancelled. */
+  pending(): number;
+}
+
+export function syncClock(wall0 = Date.UTC(2026, 11, 8)): SyncClock {
+  let now = 0;
+  const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
+  return {
+    now: () => now,
+    wallNow: () => wall0 + now,
+    setTimer(fn, ms) {
+      const timer = { at: now + ms, fn, cancelled: false };
+      timers.push(timer);
+      return {
+        cancel: () => {
+          timer.cancelled = true;
+        },
+      };
+    },
+    advance(ms) {
+      const until = now + ms;
+      for (;;) {
+        const due = timers.filter((t) => !t.cancelled && t.at <= until).sort((a, b) => a.at - b.at)[0];
+        if (due === undefined) break;
+        due.cancelled = true;
+        now = due.at;
+        due.fn();
+      }
+      now = until;
+    },
+    pending: () => timers.filter((t) => !t.cancelled).length,
+  };
+}

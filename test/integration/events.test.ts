@@ -4,7 +4,7 @@
  * webhook (real sockets both ways).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +19,7 @@ import { REPORTING_CONTROLLER, createKubeEventSink, eventName, loadKubeCredentia
 import type { NewEvent } from '../../src/observability/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { startScannerSimulator, type ScannerSimulator } from '@scangate/simulator';
+import { writeKubeconfig } from '../helpers/kubeconfig.js';
 import { LogCapture, makeTlsFiles, request } from '../helpers/harness.js';
 import { reviewOf, workloadReview } from '../helpers/workload-review.js';
 
@@ -85,29 +86,7 @@ let sim: ScannerSimulator;
 
 before(async () => {
   await api.start();
-  const dir = mkdtempSync(join(tmpdir(), 'scangate-kube-'));
-  kubeconfigPath = join(dir, 'kubeconfig');
-  writeFileSync(
-    kubeconfigPath,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: fake',
-      '  cluster:',
-      `    server: ${api.url}`,
-      `    certificate-authority: ${join(makeTlsFiles().dir, 'ca.crt')}`,
-      'users:',
-      '- name: scangate',
-      '  user:',
-      '    token: fake-token-for-tests',
-      'contexts:',
-      '- name: fake',
-      '  context: {cluster: fake, user: scangate}',
-      'current-context: fake',
-      '',
-    ].join('\n'),
-  );
+  kubeconfigPath = writeKubeconfig(api.url);
   sim = await startScannerSimulator({ user: 'admin', password: 'foobar' });
 });
 after(async () => {

@@ -5,12 +5,10 @@
  * watch, a Lease and the events API; the scanner is a fake whose verdicts the test turns.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { composeRecheck, composeScangate } from '../../src/composition.js';
 import { parseConfig } from '../../src/config.js';
@@ -19,6 +17,7 @@ import { createKubeEventSink, loadKubeCredentials } from '../../src/kube/event-s
 import { createKubeLeaseApi, createPodSource } from '../../src/kube/recheck-kube.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { ScanVerdict } from '../../src/policy/types.js';
+import { writeKubeconfig } from '../helpers/kubeconfig.js';
 import { LogCapture, makeTlsFiles } from '../helpers/harness.js';
 
 const D_WEB = `sha256:${'a'.repeat(64)}`;
@@ -171,29 +170,7 @@ let kubeconfigPath = '';
 
 before(async () => {
   await api.start();
-  const dir = mkdtempSync(join(tmpdir(), 'scangate-kube-'));
-  kubeconfigPath = join(dir, 'kubeconfig');
-  writeFileSync(
-    kubeconfigPath,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: fake',
-      '  cluster:',
-      `    server: ${api.url}`,
-      `    certificate-authority: ${join(makeTlsFiles().dir, 'ca.crt')}`,
-      'users:',
-      '- name: scangate',
-      '  user:',
-      '    token: fake-token-for-tests',
-      'contexts:',
-      '- name: fake',
-      '  context: {cluster: fake, user: scangate}',
-      'current-context: fake',
-      '',
-    ].join('\n'),
-  );
+  kubeconfigPath = writeKubeconfig(api.url);
 });
 after(async () => {
   await api.close();

@@ -13,7 +13,6 @@ import {
   createEventRecorder,
   cutUtf8,
   eventOf,
-  type EventClock,
   type EventLimits,
   type EventSeries,
   type EventSink,
@@ -22,39 +21,11 @@ import {
 import { createLogger } from '../../src/observability/logger.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { LogCapture } from '../helpers/harness.js';
+import { syncClock } from '../helpers/manual-clock.js';
 
 const WALL0 = Date.UTC(2026, 11, 7, 23, 0, 0);
 
-/** A clock whose time moves only when the test says; timers fire in order as it moves. */
-function fakeClock(): EventClock & { advance(ms: number): void; pending(): number } {
-  let now = 0;
-  const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
-  return {
-    now: () => now,
-    wallNow: () => WALL0 + now,
-    setTimer(fn, ms) {
-      const timer = { at: now + ms, fn, cancelled: false };
-      timers.push(timer);
-      return {
-        cancel: () => {
-          timer.cancelled = true;
-        },
-      };
-    },
-    advance(ms) {
-      const until = now + ms;
-      for (;;) {
-        const due = timers.filter((t) => !t.cancelled && t.at <= until).sort((a, b) => a.at - b.at)[0];
-        if (due === undefined) break;
-        due.cancelled = true;
-        now = due.at;
-        due.fn();
-      }
-      now = until;
-    },
-    pending: () => timers.filter((t) => !t.cancelled).length,
-  };
-}
+const fakeClock = (): ReturnType<typeof syncClock> => syncClock(WALL0);
 
 interface Call {
   readonly op: 'create' | 'series';

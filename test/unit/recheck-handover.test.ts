@@ -10,40 +10,14 @@ import { composeRecheck, composeScangate } from '../../src/composition.js';
 import { parseConfig } from '../../src/config.js';
 import type { Scanner } from '../../src/engine/scan-coordinator.js';
 import { KubeApiError } from '../../src/errors.js';
-import type { ElectionClock, LeaseApi, LeaseRecord, StoredLease } from '../../src/kube/leader-election.js';
+import type { LeaseApi, LeaseRecord, StoredLease } from '../../src/kube/leader-election.js';
 import type { PodSourceOptions } from '../../src/kube/recheck-kube.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { syncClock } from '../helpers/manual-clock.js';
 
 const D1 = `sha256:${'1'.repeat(64)}`;
 
-function fakeClock(): ElectionClock & { advance(ms: number): void } {
-  let now = 0;
-  const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
-  return {
-    now: () => now,
-    wallNow: () => Date.UTC(2026, 11, 8) + now,
-    setTimer(fn, ms) {
-      const timer = { at: now + ms, fn, cancelled: false };
-      timers.push(timer);
-      return {
-        cancel: () => {
-          timer.cancelled = true;
-        },
-      };
-    },
-    advance(ms) {
-      const until = now + ms;
-      for (;;) {
-        const due = timers.filter((t) => !t.cancelled && t.at <= until).sort((a, b) => a.at - b.at)[0];
-        if (due === undefined) break;
-        due.cancelled = true;
-        now = due.at;
-        due.fn();
-      }
-      now = until;
-    },
-  };
-}
+const fakeClock = (): ReturnType<typeof syncClock> => syncClock(Date.UTC(2026, 11, 8));
 
 const flush = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));

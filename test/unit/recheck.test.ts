@@ -8,43 +8,18 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { boundedCounts, createRecheckLoop, createRecheckState, nextDue, type RecheckClock, type RecheckTiming } from '../../src/engine/recheck.js';
+import { boundedCounts, createRecheckLoop, createRecheckState, nextDue, type RecheckTiming } from '../../src/engine/recheck.js';
 import { runningPod, runningReference, workloadOf, type PodObject } from '../../src/kube/running-pods.js';
 import { parseConfig } from '../../src/config.js';
 import { NOTE_MAX_BYTES, runningImageEvents } from '../../src/observability/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import type { ScanOutcome, ScanVerdict } from '../../src/policy/types.js';
+import { syncClock } from '../helpers/manual-clock.js';
 
 const D1 = `sha256:${'1'.repeat(64)}`;
 const D2 = `sha256:${'2'.repeat(64)}`;
 
-function fakeClock(): RecheckClock & { advance(ms: number): void } {
-  let now = 0;
-  const timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
-  return {
-    now: () => now,
-    setTimer(fn, ms) {
-      const timer = { at: now + ms, fn, cancelled: false };
-      timers.push(timer);
-      return {
-        cancel: () => {
-          timer.cancelled = true;
-        },
-      };
-    },
-    advance(ms) {
-      const until = now + ms;
-      for (;;) {
-        const due = timers.filter((t) => !t.cancelled && t.at <= until).sort((a, b) => a.at - b.at)[0];
-        if (due === undefined) break;
-        due.cancelled = true;
-        now = due.at;
-        due.fn();
-      }
-      now = until;
-    },
-  };
-}
+const fakeClock = (): ReturnType<typeof syncClock> => syncClock();
 
 const flush = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));

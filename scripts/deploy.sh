@@ -132,10 +132,15 @@ fi
 # The namespace label values that the default entries (/validate, MODE) leave to others: enforce and
 # warn have entries of their own; off is left to nobody when NAMESPACE_MODES lists it.
 NAMESPACE_MODE_LIST='["enforce", "warn"]'
+# The mutating entries leave out the namespaces labelled off too (no scan, no pin, no proof there).
+MUTATE_OFF_EXPRESSION='        # NAMESPACE_MODES lists no off: no namespace is left out by its label'
 for m in ${NAMESPACE_MODES//,/ }; do
   case "$m" in
     enforce | warn) ;;
-    off) NAMESPACE_MODE_LIST='["enforce", "warn", "off"]' ;;
+    off)
+      NAMESPACE_MODE_LIST='["enforce", "warn", "off"]'
+      MUTATE_OFF_EXPRESSION='        - {key: scangate.io/mode, operator: NotIn, values: ["off"]}'
+      ;;
     *) die "NAMESPACE_MODES: '$m' is not one of enforce, warn, off" ;;
   esac
 done
@@ -247,7 +252,7 @@ if ! [[ "$PIN_WEBHOOK_TIMEOUT_SECONDS" =~ ^[0-9]+$ ]] || ((PIN_WEBHOOK_TIMEOUT_S
   die "PIN_WEBHOOK_TIMEOUT_SECONDS must be 1..30, got $PIN_WEBHOOK_TIMEOUT_SECONDS"
 fi
 CLIENT_CONFIG="$MUTATE_CLIENT_CONFIG"
-RENDER_VARS=(PIN_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST)
+RENDER_VARS=(PIN_WEBHOOK_TIMEOUT_SECONDS CLIENT_CONFIG EXEMPT_NAMESPACE_LIST MUTATE_OFF_EXPRESSION)
 if [[ "${PIN_DIGESTS:-false}" =~ ^(true|1|yes)$ ]]; then
   { render "$MANIFESTS/mutating-webhook.yaml"; render "$MANIFESTS/mutating-webhook-pods.yaml"; } | apply
   log "done: MutatingWebhookConfiguration scangate (break-glass proofs, digest pinning of templates and pods, timeoutSeconds=$PIN_WEBHOOK_TIMEOUT_SECONDS)"

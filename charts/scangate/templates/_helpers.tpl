@@ -311,6 +311,10 @@ namespaceSelector:
     - key: kubernetes.io/metadata.name
       operator: NotIn
       values: {{ include "scangate.exemptNamespaces" $root }}
+    {{- if has "off" $root.Values.namespaceModes }}
+    {{- /* No scan, no pin, no proof where nothing is judged. */}}
+    - {"key": "scangate.io/mode", "operator": "NotIn", "values": ["off"]}
+    {{- end }}
     {{- with $root.Values.webhook.namespaceSelectorExpressions }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -52,12 +52,42 @@ function truncate(text: string, max: number): string {
   return flat.length <= max ? flat : `${flat.slice(0, Math.max(0, max - 1))}…`;
 }
 
+/** A gate's or trigger's name as the scanner's policy language writes them; anything else is not shown. */
+const POLICY_WORD = /^[A-Za-z0-9_.-]{1,64}$/;
+const SEVERITY = /\b(CRITICAL|HIGH|MEDIUM|LOW|NEGLIGIBLE|UNKNOWN)\b/;
+const VULNERABILITY_ID = /\b(CVE-\d{4}-\d{4,7}|GHSA(?:-[2-9cfghjmpqrvwx]{4}){3})\b/gi;
+/** `… package type (java) - /path/to/struts2-core-2.3.12.jar (…`, `… in package openssl-1.1 - …`. */
+const PACKAGE = /package(?: type \([A-Za-z0-9_.-]{1,32}\))?\s+(?:-\s+)?([^\s()]{1,512})/;
+const PACKAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+:@~-]{0,127}$/;
+/** How much of a stop row's text is read for its findings (it is the scanner's text, of any size). */
+const MAX_FINDING_SCAN = 4096;
+
+/**
+ * A stop row as a denial shows it: the policy's gate and trigger, and the findings read from the
+ * scanner's text (severity, vulnerability ids, package), in scangate's own words. The scanner's text
+ * itself never reaches a denial, a warning or an event (docs/THREAT-MODEL.md, I4): it quotes the
+ * tenant's image content (paths, package names) and whatever else the scanner chose to say.
+ */
+export function describeFinding(reason: StopReason): string {
+  const gate = POLICY_WORD.test(reason.gate) ? reason.gate : 'unknown';
+  const trigger = POLICY_WORD.test(reason.trigger) ? reason.trigger : 'unknown';
+  const text = reason.output.slice(0, MAX_FINDING_SCAN);
+  const parts: string[] = [];
+  const severity = SEVERITY.exec(text)?.[1];
+  if (severity !== undefined) parts.push(severity);
+  const ids = [...new Set(Array.from(text.matchAll(VULNERABILITY_ID), (m) => (m[1] ?? '').toUpperCase()))].slice(0, 3);
+  if (ids.length > 0) parts.push(ids.join(', '));
+  const pkg = PACKAGE.exec(text)?.[1]?.split('/').pop();
+  if (pkg !== undefined && PACKAGE_NAME.test(pkg) && !ids.includes(pkg.toUpperCase())) parts.push(`in ${pkg}`);
+  return parts.length > 0 ? `${gate}/${trigger}: ${parts.join(' ')}` : `${gate}/${trigger}`;
+}
+
 export function describeReasons(reasons: readonly StopReason[], omitted: number, maxReasons: number, maxOutput: number): string {
   const total = reasons.length + omitted;
   if (maxReasons === 0 || reasons.length === 0) {
     return total === 0 ? '' : `${total} stop rule${total === 1 ? '' : 's'} triggered`;
   }
-  const shown = reasons.slice(0, maxReasons).map((r) => `${truncate(r.gate, 64)}/${truncate(r.trigger, 64)}: ${truncate(r.output, maxOutput)}`);
+  const shown = reasons.slice(0, maxReasons).map((r) => (OWN_REASONS.has(r) ? `${r.gate}/${r.trigger}: ${r.output}` : truncate(describeFinding(r), maxOutput + 130)));
   const more = total - shown.length;
   return shown.join('; ') + (more > 0 ? `; +${more} more` : '');
 }
@@ -131,6 +161,8 @@ export function collectFindings(images: readonly ImageAssessment[], opts: Decisi
 }
 
 const ANALYSIS_FAILED: readonly StopReason[] = [{ gate: 'analysis', trigger: 'failed', output: 'the scanner could not analyse the image' }];
+/** Reasons in scangate's own words (shown as they are), not the scanner's. */
+const OWN_REASONS: ReadonlySet<StopReason> = new Set(ANALYSIS_FAILED);
 
 /** The stop rows of each failed image, looked up once per image (linear in the number of images). */
 function reasonsByImage(images: readonly ImageAssessment[]): Map<string, { reasons: readonly StopReason[]; omitted: number }> {

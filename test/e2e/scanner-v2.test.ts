@@ -62,7 +62,7 @@ describe('e2e: make demo SCANNER_API=v2 (Anchore Enterprise 5 API, detected by s
       // The struts Deployment is refused at kubectl apply (its pod template judged), or, should the
       // scan outlast the workload entry's timeout, its pods are (FailedCreate).
       assert.match(demo.stdout, /PASS apache-struts2: (refused at kubectl apply|admitted before its scan finished)/);
-      assert.match(demo.stdout, /denied the request: Image failed policy check: kaizheh\/apache-struts2-cve-2017-5638:2\.3\.12 \((deployment "apache-struts2" )?container "apache-struts2-cve-2017-5638"\): vulnerabilities\/package: CRITICAL Vulnerability found in non-os package type \(java\)/);
+      assert.match(demo.stdout, /denied the request: Image failed policy check: kaizheh\/apache-struts2-cve-2017-5638:2\.3\.12 \((deployment "apache-struts2" )?container "apache-struts2-cve-2017-5638"\): vulnerabilities\/package: CRITICAL CVE-2017-5638 in struts2-core-2\.3\.12\.jar/);
 
       const listening = readFileSync(join(localDir, 'scanner-sim.log'), 'utf8')
         .split('\n')

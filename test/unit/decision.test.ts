@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
-import { MESSAGES, decide } from '../../src/policy/decision.js';
+import { describeFinding, MESSAGES, decide } from '../../src/policy/decision.js';
 import { checkLocalRules, normaliseRegistry } from '../../src/policy/local-rules.js';
 import type { ContainerImage, DecisionOptions, LocalRules, ScanOutcome } from '../../src/policy/types.js';
 import { assess } from '../helpers/assess.js';
@@ -73,8 +73,8 @@ test('every offending image is listed, never "last container wins"', () => {
   assert.equal(
     d.message,
     `${MESSAGES.latestTag}: nginx (container "web"), busybox (init container "init"). ` +
-      `${MESSAGES.policyFail}: kaizheh/apache-struts2-cve-2017-5638:1 (container "struts"): vulnerabilities/package: CRITICAL CVE-2017-5638 #0. ` +
-      `${MESSAGES.policyFail}: python:3.6 (container "py"): vulnerabilities/package: HIGH CVE-2021-3177 #0`,
+      `${MESSAGES.policyFail}: kaizheh/apache-struts2-cve-2017-5638:1 (container "struts"): vulnerabilities/package: CRITICAL CVE-2017-5638. ` +
+      `${MESSAGES.policyFail}: python:3.6 (container "py"): vulnerabilities/package: HIGH CVE-2021-3177`,
   );
   assert.deepEqual(d.findings.map((f) => f.kind), ['latest-tag', 'policy-fail', 'latest-tag', 'policy-fail']);
 });
@@ -84,8 +84,13 @@ test('all passing: allowed with an empty message', () => {
   assert.deepEqual(d, { allowed: true, message: '', warnings: [], findings: [] });
 });
 
+/** A long stop row as a scanner writes it: a path, a URL, three CVE ids. */
+const LONG_ROW = `CRITICAL Vulnerability found in non-os package type (java) - /usr/local/tomcat/${'lib/'.repeat(100)}struts2-core-2.3.12.jar (CVE-2017-5638 - https://nvd.nist.gov/vuln/detail/CVE-2017-5638) CVE-2018-11776 CVE-2016-1000031`;
+/** LONG_ROW as a denial shows it. */
+const LONG_FINDING = 'vulnerabilities/package: CRITICAL CVE-2017-5638, CVE-2018-11776, CVE-2016-1000031 in struts2-core-2.3.12.jar';
+
 test('long reasons are shortened so that every image still fits the cap', () => {
-  const long = 'x'.repeat(500);
+  const long = LONG_ROW;
   const containers = Array.from({ length: 8 }, (_, i) => c(`team/app${i}:1`, `c${i}`));
   const outcomes = Object.fromEntries(containers.map((ci) => [ci.image, fail(long, 5)]));
   const d = decide(assess(containers, outcomes), { ...enforce, maxMessageLength: 1000 });
@@ -94,12 +99,14 @@ test('long reasons are shortened so that every image still fits the cap', () => 
   for (const ci of containers) assert.ok(d.message.includes(`${MESSAGES.policyFail}: ${ci.image}`), `${ci.image} missing`);
   const roomy = decide(assess(containers.slice(0, 1), outcomes), enforce);
   assert.match(roomy.message, /; \+2 more$/);
-  assert.match(roomy.message, /…/);
+  // The scanner's text itself is not shown: only the findings read from it (THREAT-MODEL I4).
+  assert.ok(roomy.message.includes(LONG_FINDING), roomy.message);
+  assert.doesNotMatch(roomy.message, /https:|\/usr\/local|Vulnerability found/);
 });
 
 describe('a denial names every failing image within the 1000 characters, or counts the ones past it (issue 15)', () => {
   const many = (n: number, name: (i: number) => string): ContainerImage[] => Array.from({ length: n }, (_, i) => c(name(i), `c${i}`));
-  const failing = (containers: ContainerImage[]): Record<string, ScanOutcome> => Object.fromEntries(containers.map((ci) => [ci.image, fail('x'.repeat(300), 5)]));
+  const failing = (containers: ContainerImage[]): Record<string, ScanOutcome> => Object.fromEntries(containers.map((ci) => [ci.image, fail(LONG_ROW, 5)]));
   /** The images a sentence names and the count after them (`A, B, +N more` or `N images`). */
   const sentence = (message: string, prefix: string): { named: string[]; counted: number } => {
     // The first image of a kind may keep its detail in parentheses: left out here.
@@ -163,7 +170,7 @@ describe('a denial names every failing image within the 1000 characters, or coun
     const [first, ...others] = containers;
     assert.equal(
       d.message,
-      `${MESSAGES.policyFail}: ${first!.image} (container "c0": vulnerabilities/package: ${'x'.repeat(119)}…; +4 more), ` +
+      `${MESSAGES.policyFail}: ${first!.image} (container "c0": ${LONG_FINDING}; +4 more), ` +
         others.map((ci) => `${ci.image} (container "${ci.container}")`).join(', '),
     );
   });
@@ -217,11 +224,11 @@ test('a local-rule denial still denies when other images only timed out and REJE
 });
 
 test('warn mode admits and returns the reasons as warnings', () => {
-  const d = decide(assess([c('nginx'), c('a/b:1', 'b')], { 'a/b:1': fail('HIGH CVE-1') }), { mode: 'warn', rejectIfTimeout: true });
+  const d = decide(assess([c('nginx'), c('a/b:1', 'b')], { 'a/b:1': fail('HIGH CVE-2021-0001') }), { mode: 'warn', rejectIfTimeout: true });
   assert.equal(d.allowed, true);
   assert.deepEqual(d.warnings, [
     `${MESSAGES.latestTag}: nginx (container "app")`,
-    `${MESSAGES.policyFail}: a/b:1 (container "b"): vulnerabilities/package: HIGH CVE-1 #0`,
+    `${MESSAGES.policyFail}: a/b:1 (container "b"): vulnerabilities/package: HIGH CVE-2021-0001`,
   ]);
 });
 
@@ -230,4 +237,22 @@ test('analysis_failed is a failed scan, not a pass', () => {
   const d = decide(assess([c('a/b:1')], { 'a/b:1': outcome }), enforce);
   assert.equal(d.allowed, false);
   assert.equal(d.message, `${MESSAGES.policyFail}: a/b:1 (container "app"): analysis/failed: the scanner could not analyse the image`);
+});
+
+test('a stop row is shown as its findings in scangate\'s words, never the scanner\'s text (THREAT-MODEL I4)', () => {
+  const row = (gate: string, trigger: string, output: string): string => describeFinding({ gate, trigger, output });
+  assert.equal(
+    row('vulnerabilities', 'package', 'CRITICAL Vulnerability found in non-os package type (java) - /usr/local/tomcat/webapps/ROOT/WEB-INF/lib/struts2-core-2.3.12.jar (CVE-2017-5638 - https://nvd.nist.gov/vuln/detail/CVE-2017-5638)'),
+    'vulnerabilities/package: CRITICAL CVE-2017-5638 in struts2-core-2.3.12.jar',
+  );
+  assert.equal(row('vulnerabilities', 'package', 'HIGH Vulnerability found in package log4j-core-2.14.1.jar (GHSA-jfh8-c2jp-5v3q)'), 'vulnerabilities/package: HIGH GHSA-JFH8-C2JP-5V3Q in log4j-core-2.14.1.jar');
+  // Nothing that reads as a finding: the gate and trigger alone (a Dockerfile rule, a secret scan).
+  assert.equal(row('dockerfile', 'instruction', "Dockerfile directive 'USER' check 'not_in' matched against 'root'"), 'dockerfile/instruction');
+  assert.equal(row('secret_scans', 'content_regex_checks', 'Secret search analyzer found regexp match in container: file=/etc/app.env AWS_SECRET_KEY=abcd'), 'secret_scans/content_regex_checks');
+  // Hostile text: no control character, no markup, no link, no credential passes; names that are not
+  // the policy language's words are not shown either.
+  const hostile = row('vuln\u001b[31m', 'pkg\nx', 'CRITICAL \u202e<script>alert(1)</script> package - evil\u001b[0m.jar password=hunter2 https://evil.example/ CVE-2021-44228');
+  assert.equal(hostile, 'unknown/unknown: CRITICAL CVE-2021-44228');
+  // Bounded however long the row.
+  assert.ok(row('vulnerabilities', 'package', `LOW ${'CVE-2020-0001 '.repeat(10_000)}`).length < 200);
 });

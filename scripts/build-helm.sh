@@ -18,7 +18,7 @@ CACHE_ROOT="${SCANGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scangate}"
 BIN_DIR="$CACHE_ROOT/helm/$HELM_VERSION/bin"
 HELM="$BIN_DIR/helm"
 
-log() { echo "[build-helm] $*" >&2; }
+source "$(dirname "$0")/lib.sh"  # log, die (the script's name as the prefix)
 
 [[ "$HELM_VERSION" =~ ^v[34]\.[0-9]+\.[0-9]+$ ]] || { log "HELM_VERSION must look like v4.3.1 (helm v3 or v4), got $HELM_VERSION"; exit 2; }
 if [[ -x "$HELM" ]]; then

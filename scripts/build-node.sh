@@ -17,7 +17,7 @@ CNI_PLUGINS_VERSION="${CNI_PLUGINS_VERSION:-v1.10.0}"
 CACHE_ROOT="${SCANGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scangate}"
 BIN_DIR="$CACHE_ROOT/node/k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_PLUGINS_VERSION/bin"
 
-log() { echo "[build-node] $*" >&2; }
+source "$(dirname "$0")/lib.sh"  # log, die (the script's name as the prefix)
 
 declare -A FILES=(
   [k8s]="kubelet kube-scheduler"

@@ -34,50 +34,12 @@ STATE="$CLUSTER_DIR/state.env"
 SERVICE_CIDR="${SERVICE_CIDR:-10.0.0.0/24}"
 
 gen_pki() {
-  mkdir -p "$PKI"
-  chmod 700 "$PKI"
-  [[ -f "$PKI/admin.crt" ]] && return 0
-  log "generating cluster CA, apiserver, admin and service-account keys in $PKI"
-  local tmp
-  tmp=$(mktemp -d)
-  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=scangate-local-cluster-ca" \
-    -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
-  cat >"$tmp/apiserver.ext" <<EOF
-basicConstraints=CA:FALSE
-keyUsage=digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-EOF
-  cat >"$tmp/client.ext" <<EOF
-basicConstraints=CA:FALSE
-keyUsage=digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth
-EOF
-  issue() { # name subject extfile
-    openssl req -new -newkey rsa:2048 -nodes -subj "$2" -keyout "$PKI/$1.key" -out "$tmp/$1.csr" 2>/dev/null
-    openssl x509 -req -sha256 -days 30 -in "$tmp/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
-      -CAcreateserial -CAserial "$tmp/ca.srl" -extfile "$3" -out "$PKI/$1.crt" 2>/dev/null
-  }
-  issue apiserver "/CN=kube-apiserver" "$tmp/apiserver.ext"
-  issue admin "/O=system:masters/CN=scangate-admin" "$tmp/client.ext"
-  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-  chmod 600 "$PKI"/*.key
-  rm -rf "$tmp"
+  [[ -f "$PKI/admin.crt" ]] || log "generating cluster CA, apiserver, admin and service-account keys in $PKI"
+  gen_cluster_pki "$PKI" scangate-local-cluster-ca "IP:127.0.0.1,IP:10.0.0.1,$KUBERNETES_DNS_NAMES"
 }
 
 write_kubeconfig() {
-  local kc="$KUBECONFIG_FILE.tmp"
-  rm -f "$kc"
-  "$KUBECTL" config --kubeconfig="$kc" set-cluster scangate-local --server="https://127.0.0.1:$APISERVER_PORT" \
-    --certificate-authority="$PKI/ca.crt" --embed-certs=true >/dev/null
-  "$KUBECTL" config --kubeconfig="$kc" set-credentials scangate-admin --client-certificate="$PKI/admin.crt" \
-    --client-key="$PKI/admin.key" --embed-certs=true >/dev/null
-  "$KUBECTL" config --kubeconfig="$kc" set-context scangate-local --cluster=scangate-local \
-    --user=scangate-admin --namespace=default >/dev/null
-  "$KUBECTL" config --kubeconfig="$kc" use-context scangate-local >/dev/null
-  chmod 600 "$kc"
-  mv "$kc" "$KUBECONFIG_FILE"
+  write_admin_kubeconfig "$KUBECONFIG_FILE" scangate-local "https://127.0.0.1:$APISERVER_PORT" "$PKI"
 }
 
 start_etcd() {

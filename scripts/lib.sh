@@ -20,6 +20,56 @@ APISERVER_GRACE_S="${APISERVER_GRACE_S:-3}"
 log() { echo "[$(basename "$0" .sh)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The API server names in the serving certificate of a local cluster, after its IP addresses.
+KUBERNETES_DNS_NAMES="DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+
+# gen_cluster_pki PKI CA_CN SUBJECT_ALT_NAMES [NAME=SUBJECT ...]: a throwaway CA, the API server's serving
+# certificate for SUBJECT_ALT_NAMES, the admin's client certificate (system:masters), one more client
+# certificate per NAME=SUBJECT, and the service-account key pair, in PKI (mode 700, keys 600). Once:
+# an existing PKI is kept. 30 days, RSA 2048.
+gen_cluster_pki() {
+  local pki=$1 ca_cn=$2 sans=$3; shift 3
+  mkdir -p "$pki"
+  chmod 700 "$pki"
+  [[ -f "$pki/admin.crt" ]] && return 0
+  local tmp
+  tmp=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=$ca_cn" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "$sans" >"$tmp/apiserver.ext"
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >"$tmp/client.ext"
+  issue() { # name subject extfile
+    openssl req -new -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$1.key" -out "$tmp/$1.csr" 2>/dev/null
+    openssl x509 -req -sha256 -days 30 -in "$tmp/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+      -CAcreateserial -CAserial "$tmp/ca.srl" -extfile "$3" -out "$pki/$1.crt" 2>/dev/null
+  }
+  issue apiserver "/CN=kube-apiserver" "$tmp/apiserver.ext"
+  issue admin "/O=system:masters/CN=scangate-admin" "$tmp/client.ext"
+  local client
+  for client in "$@"; do issue "${client%%=*}" "${client#*=}" "$tmp/client.ext"; done
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  chmod 600 "$pki"/*.key
+  rm -rf "$tmp"
+}
+
+# write_admin_kubeconfig FILE CLUSTER_NAME SERVER PKI: a kubeconfig for the admin of gen_cluster_pki's
+# PKI at SERVER, certificates embedded, written whole (mode 600) or not at all.
+write_admin_kubeconfig() {
+  local file=$1 name=$2 server=$3 pki=$4
+  local kc="$file.tmp"
+  rm -f "$kc"
+  "$KUBECTL" config --kubeconfig="$kc" set-cluster "$name" --server="$server" \
+    --certificate-authority="$pki/ca.crt" --embed-certs=true >/dev/null
+  "$KUBECTL" config --kubeconfig="$kc" set-credentials scangate-admin --client-certificate="$pki/admin.crt" \
+    --client-key="$pki/admin.key" --embed-certs=true >/dev/null
+  "$KUBECTL" config --kubeconfig="$kc" set-context "$name" --cluster="$name" \
+    --user=scangate-admin --namespace=default >/dev/null
+  "$KUBECTL" config --kubeconfig="$kc" use-context "$name" >/dev/null
+  chmod 600 "$kc"
+  mv "$kc" "$file"
+}
+
 # Prints a TCP port that is free on 127.0.0.1 (the kernel picks it; a tiny race remains, accepted).
 free_port() {
   node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'

@@ -265,14 +265,21 @@ export function createAdmissionCore(opts: AdmissionCoreOptions): AdmissionCore {
 
   /**
    * The break-glass proof a workload's template earns (break-glass-proof.ts): written when a person
-   * allowed to break glass writes a template that carries a reason, over the images as they will be
-   * once pinned; kept when the template already carries a valid one (writing a new one would roll the
-   * workload out again). Pods carry no proof of their own: a person creating one is judged as such.
+   * allowed to break glass writes a template that carries a reason (and the request is a use of it), over
+   * the images as they will be once pinned; kept when the template already carries a valid one (writing a
+   * new one would roll the workload out again). Pods carry no proof of their own: a person creating one
+   * is judged as such.
    */
   function proofPatch(request: AdmissionRequest, review: Review, pins: ReadonlyArray<{ readonly path: string; readonly pinned: string }>): { op: JsonPatchOperation; user: string } | undefined {
     const reason = review.breakGlass?.value;
     if (opts.proofs === undefined || review.kind === 'Pod' || reason === undefined || reason.trim() === '') return undefined;
     if (allowedPerson(request.userInfo, settings) === undefined || request.userInfo === undefined) return undefined;
+    // Only a request that is a use of break-glass earns a proof: a CREATE, or an UPDATE that writes or
+    // changes the reason or changes an image, the requests the validating entry judges as such and
+    // answers with "Break-glass used by ...". A person's unrelated edit (an env var, resources) of a
+    // template that someone else annotated is no use of it: never a proof in their name (confused deputy).
+    const use = request.operation === 'CREATE' || review.breakGlass?.previous !== reason || review.images.length > 0;
+    if (!use) return undefined;
     const pinnedAt = new Map(pins.map((p) => [p.path, p.pinned]));
     const images = review.allImages.map((i) => pinnedAt.get(i.pointer) ?? i.image);
     const subject = { namespace: request.namespace ?? '', images, reason };

@@ -211,8 +211,27 @@ describe('I1: a failing image runs only with a pass verdict or a named person\'s
     const late = await admit(sg, podFrom(templateOf(dep.stored)), RS_CONTROLLER);
     assert.equal(late.answer.allowed, false);
     assert.match(late.answer.message ?? '', /proof has expired/);
-    const again = await admit(sg, dep.stored, ALICE, { operation: 'UPDATE', oldObject: dep.stored });
+    // Renewed by a use: the person writes the reason again (changed).
+    const renewed = deployment([STRUTS], { ...((templateOf(dep.stored)['metadata'] as Obj)['annotations'] as Record<string, string>), 'scangate.io/break-glass': 'INC-42 still down' });
+    const again = await admit(sg, renewed, ALICE, { operation: 'UPDATE', oldObject: dep.stored });
     assert.equal((await admit(sg, podFrom(templateOf(again.stored)), RS_CONTROLLER)).answer.allowed, true);
+  });
+
+  test('a person\'s unrelated edit of a template someone else annotated writes no proof in their name (confused deputy)', async () => {
+    const { sg } = setup();
+    // The tenant's annotated template is in the cluster (its workload entry failed open, say).
+    const stored = deployment([STRUTS], { 'scangate.io/break-glass': 'trust me' });
+    // Alice changes an environment variable only: the same images, the same reason.
+    const edited = structuredClone(stored);
+    (((templateOf(edited)['spec'] as Obj)['containers'] as Obj[])[0] as Obj)['env'] = [{ name: 'LOG_LEVEL', value: 'debug' }];
+    const mutated = await sg.core.mutate(request(edited, ALICE, { operation: 'UPDATE', oldObject: stored }), {});
+    assert.deepEqual(mutated.patch, []);
+    const pod = await admit(sg, podFrom(templateOf(applyPatch(edited, mutated))), RS_CONTROLLER);
+    assert.equal(pod.answer.allowed, false, 'no proof: the pods are refused');
+    // Alice writing the reason herself is a use: a proof in her name.
+    const hers = deployment([STRUTS], { 'scangate.io/break-glass': 'INC-77 checked by alice' });
+    const used = await admit(sg, hers, ALICE, { operation: 'UPDATE', oldObject: stored });
+    assert.equal((await admit(sg, podFrom(templateOf(used.stored)), RS_CONTROLLER)).answer.allowed, true);
   });
 
   test('a valid proof is kept (no new rollout) when the person applies the same template again', async () => {

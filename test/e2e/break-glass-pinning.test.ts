@@ -296,7 +296,8 @@ describe('e2e: break-glass and digest pinning against kube-apiserver', { skip: r
     const r = await e.kubectl(['--as=alice', 'create', '-f', '-'], pod('struts-glass', GLASS_NS, STRUTS, { 'scangate.io/break-glass': 'INC-4711 checkout down' }));
     assert.equal(r.code, 0, `alice's break-glass pod must be admitted: ${r.stderr}`);
     assert.match(r.stderr, /Warning: Break-glass used by "alice" \(reason: "INC-4711 checkout down"\): admitted despite: Image failed policy check: kaizheh\/apache-struts2/);
-    const line = e.logLines('break-glass').find((l) => l['pod'] === 'struts-glass');
+    // scangate's log file is written asynchronously (pino): the line may land a moment after the answer.
+    const line = await waitFor('the break-glass log line', 10_000, () => Promise.resolve(e.logLines('break-glass').find((l) => l['pod'] === 'struts-glass')), () => '', 100);
     assert.equal(line?.['user'], 'alice');
     assert.equal(line?.['outcome'], 'admitted');
     const event = await waitFor('the audit event of the pod', 30_000, () => Promise.resolve(e.audit('pods', GLASS_NS, 'struts-glass').find((x) => x.verb === 'create')));
@@ -343,12 +344,14 @@ describe('e2e: break-glass and digest pinning against kube-apiserver', { skip: r
     const before = (await e.simStats()).addImage;
     await e.ok(['create', '-f', '-'], pod('pinned', PIN_NS, 'bitnami/nginx:1.25'));
     const image = (await e.ok(['-n', PIN_NS, 'get', 'pod', 'pinned', '-o', 'jsonpath={.spec.containers[0].image}'])).stdout;
-    const pinLine = e.logLines('pin').find((l) => (l['pinned'] as Array<{ image: string; digest: string }> | undefined)?.some((p) => p.image === 'bitnami/nginx:1.25'));
+    const pinLine = await waitFor('the pin log line', 10_000, () =>
+      Promise.resolve(e.logLines('pin').find((l) => (l['pinned'] as Array<{ image: string; digest: string }> | undefined)?.some((p) => p.image === 'bitnami/nginx:1.25'))), () => '', 100);
     const digest = (pinLine?.['pinned'] as Array<{ digest: string }> | undefined)?.[0]?.digest ?? '';
     assert.match(digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(image, `bitnami/nginx:1.25@${digest}`);
     assert.equal((await e.simStats()).addImage, before + 1, 'one scan for the mutating and the validating step together');
-    const decision = e.logLines('decision').find((l) => (l['images'] as Array<{ image: string }> | undefined)?.some((i) => i.image === image));
+    const decision = await waitFor('the decision log line', 10_000, () =>
+      Promise.resolve(e.logLines('decision').find((l) => (l['images'] as Array<{ image: string }> | undefined)?.some((i) => i.image === image))), () => '', 100);
     assert.deepEqual(decision?.['cache'], { hit: 1, miss: 0, shared: 0 });
   });
 
